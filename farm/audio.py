@@ -1,0 +1,74 @@
+"""Decode any container or codec PyAV can read into 16 kHz mono float32.
+
+Resampling and down-mixing happen inside FFmpeg's resampler, frame by frame, so an
+hour-long file never holds more than its decoded 16 kHz samples in memory.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from farm.engines.base import SAMPLE_RATE, Audio
+from farm.errors import AudioDecodeError
+
+Source = str | Path | bytes | BinaryIO
+
+
+def decode(source: Source) -> Audio:
+    """Return the whole input as 16 kHz mono float32 in [-1, 1]."""
+    import av
+
+    try:
+        with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
+            samples = np.concatenate([np.zeros(0, np.float32), *_decoded_chunks(container)])
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
+        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {exc}") from exc
+    return _sanitised(samples)
+
+
+def duration(audio: Audio) -> float:
+    return len(audio) / SAMPLE_RATE
+
+
+def _decoded_chunks(container: "av.container.InputContainer") -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
+    import av
+
+    if not container.streams.audio:
+        raise AudioDecodeError("the file has no audio track")
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    for frame in container.decode(stream):
+        yield from _resampled(resampler, frame)
+    yield from _resampled(resampler, None)
+
+
+def _resampled(resampler: "av.AudioResampler", frame: object) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
+    for out in resampler.resample(frame):
+        yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+
+
+def _sanitised(samples: Audio) -> Audio:
+    # Float WAVs may carry NaN/Inf; one bad sample would poison the whole mel spectrogram.
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _as_file(source: Source) -> str | BinaryIO:
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    if isinstance(source, Path):
+        return str(source)
+    return source
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, (str, Path)):
+        return f"'{Path(source).name}'"
+    return "the input"

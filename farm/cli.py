@@ -1,0 +1,212 @@
+"""The ``farm`` command: transcribe files, manage jobs, run workers, show settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+from farm.broker import broker_reachable
+from farm.client import Client, Job
+from farm.config import Settings, get_settings
+from farm.constants import OUTPUT_FORMATS
+from farm.errors import BrokerUnavailableError, FarmError
+from farm.formats import render
+from farm.progress import follow
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Show a one-line error and exit non-zero instead of a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FarmError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    wrapper.__name__ = command.__name__
+    wrapper.__doc__ = command.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+def main() -> None:
+    """whisperfarm: speech to text on a farm of Whisper workers."""
+
+
+def _job_options(language: str | None, task: str | None, beam_size: int | None, words: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {"language": language, "task": task, "beam_size": beam_size}
+    if words:
+        options["word_timestamps"] = True
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def decoding_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--language", help="ISO 639-1 code, or 'auto' to detect (default from settings)"),
+            click.option("--task", type=click.Choice(["transcribe", "translate"])),
+            click.option("--beam-size", type=int),
+            click.option("--word-timestamps", "words", is_flag=True, help="add word-level timestamps"),
+            click.option("--queue", help="send to this queue (e.g. farm.gpu0) instead of the shared one"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), default=["txt"], show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="write <name>.<format> files here")
+@click.option("--timeout", type=float, default=None, help="give up after this many seconds")
+@decoding_options
+@friendly_errors
+def transcribe(files: tuple[str, ...], formats: tuple[str, ...], out: Path | None, timeout: float | None,
+               language: str | None, task: str | None, beam_size: int | None, words: bool, queue: str | None) -> None:  # fmt: skip
+    """Transcribe FILES (paths or s3:// URIs) and print or write the results."""
+    options = _job_options(language, task, beam_size, words)
+    with ExitStack() as stack:
+        client = Client(_reachable_farm(get_settings(), stack))
+        jobs = [client.submit(f, queue=queue, **options) for f in files]
+        follow(jobs, timeout)
+        failures = _emit(jobs, formats, out)
+    if failures:
+        sys.exit(1)
+
+
+def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
+    if broker_reachable(settings.broker_url):
+        return settings
+    if not settings.embedded_broker:
+        raise BrokerUnavailableError("no broker answers at broker_url and embedded_broker is off")
+    from farm.embedded import local_farm
+
+    click.echo("no broker answered; starting a private Redis and worker", err=True)
+    return stack.enter_context(local_farm(settings))
+
+
+def _emit(jobs: list[Job], formats: tuple[str, ...], out: Path | None) -> int:
+    failures = 0
+    for job in jobs:
+        try:
+            result = job.result(timeout=1)
+        except FarmError as exc:
+            click.echo(f"error: {job.name}: {exc}", err=True)
+            failures += 1
+            continue
+        _write(job.name, result, formats, out)
+    return failures
+
+
+def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Path | None) -> None:
+    for fmt in formats:
+        text = render(result, fmt)
+        if out is None:
+            click.echo(text, nl=False)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{Path(name).stem}.{fmt}"
+        target.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {target}", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@decoding_options
+@friendly_errors
+def submit(files: tuple[str, ...], language: str | None, task: str | None, beam_size: int | None,
+           words: bool, queue: str | None) -> None:  # fmt: skip
+    """Queue FILES and print one job id per line."""
+    client = Client()
+    for job in client.submit_many(files, queue=queue, **_job_options(language, task, beam_size, words)):
+        click.echo(job.id)
+
+
+@main.command()
+@click.argument("job_id")
+@friendly_errors
+def status(job_id: str) -> None:
+    """Show a job's state and progress."""
+    current = Client().job(job_id).status()
+    line = f"{current.id} {current.state} {current.percent:.0f}%"
+    click.echo(line + (f" {current.error}" if current.error else ""))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="txt", show_default=True)
+@click.option("--timeout", type=float, default=None)
+@friendly_errors
+def result(job_id: str, fmt: str, timeout: float | None) -> None:
+    """Wait for a job and print its result."""
+    click.echo(render(Client().job(job_id).result(timeout), fmt), nl=False)
+
+
+@main.command()
+@friendly_errors
+def worker() -> None:
+    """Start one worker process per device (GPUs, else the CPU) and supervise them."""
+    from farm.worker import run_workers
+
+    sys.exit(run_workers(get_settings()))
+
+
+@main.command()
+@friendly_errors
+def up() -> None:
+    """Run a local farm in the foreground: Redis (if none answers), workers and Flower."""
+    from farm.local import run_local_farm
+
+    sys.exit(run_local_farm(get_settings()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@friendly_errors
+def config(as_json: bool) -> None:
+    """Print the effective settings and where each value came from."""
+    settings = get_settings()
+    values = settings.public()
+    if as_json:
+        click.echo(json.dumps({"values": values, "sources": settings.sources}, indent=2))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        source = settings.sources.get(key, "FARM_ENV" if key == "env" else "")
+        click.echo(f"{key:<{width}}  {_redacted(key, value)!s:<40}  {source}")
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if key in ("broker_url", "result_backend") and isinstance(value, str):
+        from farm.client import _safe_url
+
+        return _safe_url(value)
+    return value
+
+
+@main.group()
+def model() -> None:
+    """Manage model files."""
+
+
+@model.command("import-ct2")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
+@friendly_errors
+def import_ct2_command(src: Path, dst: Path) -> None:
+    """Convert a CTranslate2 Whisper model in SRC to a Hugging Face directory DST."""
+    from farm.convert import import_ct2
+
+    click.echo(f"wrote {import_ct2(src, dst)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Submit jobs, follow their progress and fetch their results.
+
+Producers install only ``whisperfarm`` (no torch, no numpy): this module talks to the
+broker through Celery by task name and never imports the worker side.
+
+    from farm.client import Client
+    client = Client()
+    job = client.submit("call.flac", language="en")
+    print(job.result(timeout=600)["text"])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+
+from farm.broker import celery_config
+from farm.config import Settings, get_settings
+from farm.constants import PROGRESS_STATE, SHARED_QUEUE, TRANSCRIBE_TASK
+from farm.errors import (
+    BrokerUnavailableError,
+    InvalidJobError,
+    JobFailedError,
+    JobTimeoutError,
+    StorageNotFoundError,
+)
+from farm.jobs import job_message, parse_options
+from farm.transcript import TranscribeOptions
+
+_STATES = {
+    "PENDING": "queued",
+    "RECEIVED": "queued",
+    "STARTED": "started",
+    PROGRESS_STATE: "started",
+    "RETRY": "retrying",
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "REVOKED": "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job stands: queued, started, retrying, succeeded, failed or cancelled."""
+
+    id: str
+    state: str
+    percent: float
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+class Job:
+    """A handle on a submitted job; cheap to create from an id alone."""
+
+    def __init__(self, job_id: str, app: Celery, name: str = "") -> None:
+        self.id = job_id
+        self.name = name or job_id
+        self._result = AsyncResult(job_id, app=app)
+
+    def status(self) -> JobStatus:
+        """The job's state and percent of its audio done, read from the result backend."""
+        state = self._result.state
+        info = self._result.info
+        return JobStatus(self.id, _STATES.get(state, state.lower()), _percent(state, info), _error(state, info))
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the result; raise JobFailedError with the worker's message on failure."""
+        try:
+            self._result.get(timeout=timeout, propagate=False, interval=0.1)
+        except CeleryTimeout as exc:
+            raise JobTimeoutError(f"job {self.id} did not finish within {timeout} s") from exc
+        status = self.status()
+        if status.state != "succeeded":
+            raise JobFailedError(status.error or f"job {self.id} {status.state}")
+        return dict(self._result.result)
+
+    def cancel(self) -> None:
+        """Cancel a queued job; a running job finishes its current audio first."""
+        self._result.revoke()
+
+    def forget(self) -> None:
+        self._result.forget()
+
+
+class Client:
+    """Publishes jobs to the farm's queues; one per producer process is enough."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.app = Celery("whisperfarm-client")
+        self.app.conf.update(celery_config(self.settings))
+
+    def submit(self, source: str | Path | bytes, *, queue: str | None = None, **options: Any) -> Job:
+        """Queue ``source`` (a path, an ``s3://`` URI, or small raw bytes) for transcription."""
+        parse_options(options, TranscribeOptions())  # fail here, not on a worker
+        message = self._message(source, options)
+        try:
+            sent = self.app.send_task(TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE)
+        except OperationalError as exc:
+            raise BrokerUnavailableError(f"cannot reach the broker at {_safe_url(self.settings.broker_url)}: {exc}") from exc
+        return Job(sent.id, self.app, message["name"])
+
+    def submit_many(self, sources: Iterable[str | Path | bytes], **options: Any) -> list[Job]:
+        return [self.submit(source, **options) for source in sources]
+
+    def job(self, job_id: str) -> Job:
+        return Job(job_id, self.app)
+
+    def wait_all(self, jobs: list[Job], timeout: float | None = None) -> list[JobStatus]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            statuses = [job.status() for job in jobs]
+            if all(s.done for s in statuses) or (deadline is not None and time.monotonic() > deadline):
+                return statuses
+            time.sleep(0.2)
+
+    def workers(self, timeout: float = 1.0) -> list[str]:
+        """Node names of the workers that answered a ping."""
+        replies = self.app.control.ping(timeout=timeout) or []
+        return sorted(name for reply in replies for name in reply)
+
+    def close(self) -> None:
+        self.app.close()
+
+    def _message(self, source: str | Path | bytes, options: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(source, bytes):
+            if len(source) > self.settings.inline_audio_limit:
+                raise InvalidJobError(
+                    f"{len(source)} bytes is over inline_audio_limit ({self.settings.inline_audio_limit}); "
+                    "pass a path or s3:// URI"
+                )
+            return job_message("", options, inline_audio=source, name="inline audio")
+        reference = str(source)
+        if "://" not in reference:
+            path = Path(reference).expanduser().resolve()
+            if not path.is_file():
+                raise StorageNotFoundError(f"no such file: {reference}")
+            reference = str(path)
+        return job_message(reference, options)
+
+
+def _percent(state: str, info: Any) -> float:
+    if state == "SUCCESS":
+        return 100.0
+    if isinstance(info, dict):
+        return float(info.get("percent", 0.0))
+    return 0.0
+
+
+def _error(state: str, info: Any) -> str | None:
+    if state != "FAILURE":
+        return None
+    return str(info) if info is not None else "the job failed"
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def submit(source: str | Path | bytes, **options: Any) -> Job:
+    """Submit with the process's settings; see ``Client.submit``."""
+    return Client().submit(source, **options)

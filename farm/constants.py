@@ -1,0 +1,29 @@
+"""Names shared by producers and workers: queues, task names, key layouts."""
+
+TRANSCRIBE_TASK = "farm.transcribe"
+
+# Every worker also listens here, so a job that names no device goes to whoever is free.
+SHARED_QUEUE = "farm"
+CPU_QUEUE = "farm.cpu"
+GPU_QUEUE_FORMAT = "farm.gpu{index}"
+
+# Custom Celery state while a job reports how much of its audio is done.
+PROGRESS_STATE = "PROGRESS"
+
+# ISO 639-1 codes (plus haw and yue) that multilingual Whisper models know.
+LANGUAGES = (
+    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs",
+    "cy", "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu",
+    "ha", "haw", "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka",
+    "kk", "km", "kn", "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml",
+    "mn", "mr", "ms", "mt", "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt",
+    "ro", "ru", "sa", "sd", "si", "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw",
+    "ta", "te", "tg", "th", "tk", "tl", "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo",
+    "zh", "yue",
+)  # fmt: skip
+
+OUTPUT_FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+
+
+def gpu_queue(index: int) -> str:
+    return GPU_QUEUE_FORMAT.format(index=index)

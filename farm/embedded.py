@@ -1,0 +1,67 @@
+"""A private farm for one command: a throw-away Redis plus one worker process.
+
+``farm transcribe`` uses it when no broker answers and ``embedded_broker`` is on. It is
+the production path (real Redis, real Celery worker), only started and stopped for you.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterator
+
+from farm.client import Client
+from farm.config import Settings
+from farm.errors import BrokerUnavailableError
+from farm.redis_server import start_redis
+
+WORKER_START_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def local_farm(settings: Settings) -> Iterator[Settings]:
+    """Yield settings that point at a private Redis with a live worker behind it."""
+    server = start_redis()
+    local = replace(settings, broker_url=server.url, result_backend=server.url)
+    log = tempfile.NamedTemporaryFile(prefix="farm-worker-", suffix=".log", delete=False)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "farm.cli", "worker"],
+        env=os.environ | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_worker(local, worker, log.name)
+        yield local
+    finally:
+        _stop(worker)
+        server.stop()
+        log.close()
+
+
+def _wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes], log_path: str) -> None:
+    client = Client(settings)
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise BrokerUnavailableError(f"the local worker exited at start; see {log_path}")
+            if client.workers(timeout=0.5):
+                return
+        raise BrokerUnavailableError(f"the local worker did not start in time; see {log_path}")
+    finally:
+        client.close()
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()

@@ -1,0 +1,140 @@
+"""The CTranslate2 back end, through faster-whisper: the default on CPU and GPU."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from farm.engines.base import (
+    SAMPLE_RATE,
+    Audio,
+    EngineConfig,
+    ProgressCallback,
+    Segment,
+    Timings,
+    TranscribeOptions,
+    Transcript,
+    Word,
+)
+from farm.engines.failures import translate_failure
+
+
+class CTranslate2Engine:
+    """faster-whisper's ``WhisperModel``, loaded once in the constructor."""
+
+    name = "ctranslate2"
+
+    def __init__(self, config: EngineConfig) -> None:
+        from faster_whisper import WhisperModel
+
+        with translate_failure():
+            self.model = WhisperModel(
+                config.model,
+                device=config.device,
+                compute_type=config.compute_type,
+                cpu_threads=config.cpu_threads,
+                num_workers=config.num_workers,
+            )
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(self.model.supported_languages)
+
+    def transcribe(
+        self,
+        batch: Sequence[Audio],
+        options: TranscribeOptions,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[Transcript]:
+        done = 0.0
+        transcripts = []
+        for audio in batch:
+            report = _offset_progress(on_progress, done)
+            transcripts.append(self._transcribe_one(audio, options, report))
+            done += len(audio) / SAMPLE_RATE
+        return transcripts
+
+    def _transcribe_one(
+        self, audio: Audio, options: TranscribeOptions, on_progress: ProgressCallback
+    ) -> Transcript:
+        started = time.perf_counter()
+        with translate_failure():
+            segments, info = self.model.transcribe(audio, **_fw_kwargs(options))
+            decoded = _segments(_reporting(segments, on_progress))
+        return Transcript(
+            segments=decoded,
+            language=info.language,
+            language_probability=float(info.language_probability),
+            duration=len(audio) / SAMPLE_RATE,
+            timings=Timings(decode_s=time.perf_counter() - started),
+        )
+
+    def greedy_tokens(
+        self, features: npt.NDArray[np.float32], prompt: Sequence[int]
+    ) -> list[list[int]]:
+        import ctranslate2
+
+        storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features))
+        prompts = [list(prompt)] * features.shape[0]
+        with translate_failure():
+            results = self.model.model.generate(
+                storage, prompts, beam_size=1, max_length=448, suppress_blank=False
+            )
+        return [list(result.sequences_ids[0]) for result in results]
+
+
+def _fw_kwargs(options: TranscribeOptions) -> dict[str, Any]:
+    return {
+        "language": options.language,
+        "task": options.task,
+        "beam_size": options.beam_size,
+        "temperature": list(options.temperatures),
+        "initial_prompt": options.initial_prompt,
+        "word_timestamps": options.word_timestamps,
+        "compression_ratio_threshold": options.compression_ratio_threshold,
+        "log_prob_threshold": options.log_prob_threshold,
+        "no_speech_threshold": options.no_speech_threshold,
+        "condition_on_previous_text": options.condition_on_previous_text,
+        "vad_filter": options.vad_filter,
+    }
+
+
+def _segments(segments: Iterable[Any]) -> tuple[Segment, ...]:
+    return tuple(
+        Segment(
+            id=index,
+            start=float(seg.start),
+            end=float(seg.end),
+            text=seg.text,
+            avg_logprob=float(seg.avg_logprob),
+            no_speech_prob=float(seg.no_speech_prob),
+            compression_ratio=float(seg.compression_ratio),
+            temperature=float(seg.temperature or 0.0),
+            words=tuple(_word(w) for w in seg.words or ()),
+        )
+        for index, seg in enumerate(segments)
+    )
+
+
+def _word(word: Any) -> Word:
+    return Word(float(word.start), float(word.end), word.word, float(word.probability))
+
+
+def _reporting(segments: Iterable[Any], on_progress: ProgressCallback) -> Iterator[Any]:
+    # faster-whisper decodes lazily: each yielded segment is real progress.
+    for segment in segments:
+        on_progress(float(segment.end))
+        yield segment
+
+
+def _offset_progress(on_progress: ProgressCallback | None, offset: float) -> ProgressCallback:
+    if on_progress is None:
+        return lambda _seconds: None
+    return lambda seconds: on_progress(offset + seconds)

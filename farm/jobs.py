@@ -1,0 +1,165 @@
+"""Job specs and results as they travel through the queue: plain JSON, validated here.
+
+A message carries a reference to the audio (a path or ``s3://`` URI) and the decoding
+options; only tiny clips may travel inline, base64-encoded, below a size limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+from farm.constants import LANGUAGES, OUTPUT_FORMATS
+from farm.transcript import Transcript, TranscribeOptions
+from farm.errors import InvalidJobError, UnknownLanguageError
+
+OPTION_KEYS = ("language", "task", "beam_size", "temperature", "initial_prompt", "word_timestamps", "vad_filter")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to run one job."""
+
+    audio: str  # path or URI; empty when the audio is inline
+    inline_audio: bytes | None
+    options: TranscribeOptions
+    name: str  # shown to people: the file name, not the full path
+
+
+def job_message(audio: str, options: Mapping[str, Any], inline_audio: bytes | None = None, name: str = "") -> dict[str, Any]:
+    """Build the JSON message the client publishes (validated by ``parse_job`` too)."""
+    message: dict[str, Any] = {"audio": audio, "options": dict(options), "name": name or audio.rsplit("/", 1)[-1]}
+    if inline_audio is not None:
+        message["audio_b64"] = base64.b64encode(inline_audio).decode("ascii")
+    return message
+
+
+def parse_job(message: Any, defaults: TranscribeOptions, inline_limit: int) -> JobSpec:
+    """Validate a message from the queue; anything wrong is a permanent InvalidJobError."""
+    if not isinstance(message, Mapping):
+        raise InvalidJobError(f"a job must be a JSON object, got {type(message).__name__}")
+    inline = _inline_audio(message.get("audio_b64"), inline_limit)
+    audio = message.get("audio", "")
+    if not isinstance(audio, str) or (not audio and inline is None):
+        raise InvalidJobError("a job needs 'audio': a file path or s3:// URI")
+    options = parse_options(message.get("options", {}), defaults)
+    name = str(message.get("name") or audio.rsplit("/", 1)[-1] or "inline audio")
+    return JobSpec(audio=audio, inline_audio=inline, options=options, name=name)
+
+
+def parse_options(raw: Any, defaults: TranscribeOptions) -> TranscribeOptions:
+    if not isinstance(raw, Mapping):
+        raise InvalidJobError("'options' must be a JSON object")
+    unknown = sorted(set(raw) - set(OPTION_KEYS))
+    if unknown:
+        raise InvalidJobError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}")
+    options = defaults
+    for key, value in raw.items():
+        if value is not None:
+            options = _OPTION_PARSERS[key](options, value)
+    return options
+
+
+def _language(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    code = str(value).strip().lower()
+    if code in ("", "auto"):
+        return replace(options, language=None)
+    if code not in LANGUAGES:
+        raise UnknownLanguageError(f"unknown language code {value!r}; use an ISO 639-1 code such as 'en' or 'auto'")
+    return replace(options, language=code)
+
+
+def _task(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    if value not in ("transcribe", "translate"):
+        raise InvalidJobError(f"task must be 'transcribe' or 'translate', not {value!r}")
+    return replace(options, task=value)
+
+
+def _beam_size(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
+        raise InvalidJobError(f"beam_size must be an integer from 1 to 20, not {value!r}")
+    return replace(options, beam_size=value)
+
+
+def _temperature(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(_is_number(t) and 0.0 <= t <= 1.0 for t in values):
+        raise InvalidJobError(f"temperature must be a number (or list of numbers) from 0 to 1, not {value!r}")
+    return replace(options, temperatures=tuple(float(t) for t in values))
+
+
+def _initial_prompt(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    if not isinstance(value, str):
+        raise InvalidJobError("initial_prompt must be a string")
+    return replace(options, initial_prompt=value or None)
+
+
+def _flag(key: str) -> Any:
+    def parse(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+        if not isinstance(value, bool):
+            raise InvalidJobError(f"{key} must be true or false, not {value!r}")
+        return replace(options, **{key: value})
+
+    return parse
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_OPTION_PARSERS = {
+    "language": _language,
+    "task": _task,
+    "beam_size": _beam_size,
+    "temperature": _temperature,
+    "initial_prompt": _initial_prompt,
+    "word_timestamps": _flag("word_timestamps"),
+    "vad_filter": _flag("vad_filter"),
+}
+
+
+def _inline_audio(encoded: Any, limit: int) -> bytes | None:
+    if encoded is None:
+        return None
+    if not isinstance(encoded, str) or len(encoded) * 3 // 4 > limit:
+        raise InvalidJobError(f"inline audio must be base64 of at most {limit} bytes; send a path or URI instead")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error as exc:
+        raise InvalidJobError("inline audio is not valid base64") from exc
+
+
+def check_formats(formats: list[str]) -> list[str]:
+    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
+    if unknown:
+        raise InvalidJobError(f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(OUTPUT_FORMATS)}")
+    return formats
+
+
+def result_payload(transcript: Transcript, spec: JobSpec, engine: str, model: str, total_s: float) -> dict[str, Any]:
+    """The JSON-safe result: OpenAI's ``verbose_json`` shape plus farm details."""
+    segments = [_segment_payload(asdict(segment), spec.options.word_timestamps) for segment in transcript.segments]
+    payload: dict[str, Any] = {
+        "task": spec.options.task,
+        "language": transcript.language,
+        "language_probability": round(transcript.language_probability, 4),
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": segments,
+        "source": spec.name,
+        "engine": engine,
+        "model": model,
+        "timings": {"decode_s": round(transcript.timings.decode_s, 4), "total_s": round(total_s, 4)},
+    }
+    if spec.options.word_timestamps:
+        payload["words"] = [word for segment in segments for word in segment["words"]]
+    return payload
+
+
+def _segment_payload(segment: dict[str, Any], with_words: bool) -> dict[str, Any]:
+    words = segment.pop("words")
+    if with_words:
+        segment["words"] = [dict(w) for w in words]
+    return segment

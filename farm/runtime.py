@@ -1,0 +1,50 @@
+"""Build a worker process's runtime once: settings -> model location -> loaded engine."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from farm.config import Settings, get_settings
+from farm.engines import load_engine
+from farm.engines.base import EngineConfig, TranscribeOptions
+from farm.models import resolve_model
+from farm.storage import S3Config
+from farm.transcription import Runtime
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    model = resolve_model(settings.model, settings.engine, settings.models_dir)
+    return EngineConfig(
+        model=model,
+        device=settings.device,
+        compute_type=_compute_type(settings),
+        cpu_threads=settings.cpu_threads,
+    )
+
+
+def _compute_type(settings: Settings) -> str:
+    # CTranslate2's "auto" picks the fastest type the hardware supports (int8 on CPU).
+    if settings.compute_type == "default" and settings.engine == "ctranslate2":
+        return "auto"
+    return settings.compute_type
+
+
+def default_options(settings: Settings) -> TranscribeOptions:
+    return TranscribeOptions(language=settings.language or None, task=settings.task, beam_size=settings.beam_size)  # type: ignore[arg-type]
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    return Runtime(
+        engine=load_engine(settings.engine, engine_config(settings)),
+        engine_name=settings.engine,
+        model=settings.model,
+        defaults=default_options(settings),
+        inline_limit=settings.inline_audio_limit,
+        s3=S3Config(),
+    )
+
+
+@cache
+def get_runtime() -> Runtime:
+    """This process's runtime; the model loads on the first call and never again."""
+    return build_runtime(get_settings())

@@ -1,0 +1,109 @@
+"""``farm worker``: one Celery worker process per device, supervised.
+
+Each GPU gets its own process pinned with ``CUDA_VISIBLE_DEVICES``, its own queue
+(``farm.gpuN``) plus the shared queue, and its own node name; without GPUs one CPU
+worker serves ``farm.cpu``. SIGTERM/SIGINT are forwarded so running jobs finish
+(Celery's warm shutdown); a child that dies on its own is restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from farm.config import Settings
+from farm.devices import Device, select_devices
+
+RESTART_DELAY_S = 2.0
+
+
+@dataclass
+class Child:
+    device: Device
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def worker_argv(settings: Settings, device: Device, hostname: str) -> list[str]:
+    argv = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker",
+        "--queues", ",".join(device.queues),
+        "--hostname", f"{device.name}@{hostname}",
+        "--concurrency", str(settings.concurrency_for(device.name)),
+        "--pool", "prefork",
+        "--loglevel", settings.log_level,
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if settings.max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(settings.max_tasks_per_child)]
+    return argv
+
+
+def worker_env(device: Device, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    if device.cuda_index is None:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker must not grab a GPU by accident
+        env["FARM_DEVICE"] = "cpu"
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = str(device.cuda_index)
+        env["FARM_DEVICE"] = "cuda"
+    return env
+
+
+def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
+    host = hostname or socket.gethostname()
+    return [Child(d, worker_argv(settings, d, host), worker_env(d)) for d in select_devices(settings.devices)]
+
+
+class Supervisor:
+    """Starts the children, restarts crashed ones, and forwards shutdown signals."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.stopping = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._forward)
+        signal.signal(signal.SIGINT, self._forward)
+        for child in self.children:
+            child.start()
+        while not self._all_exited():
+            self._restart_crashed()
+            time.sleep(0.5)
+        return max((c.process.returncode or 0) if c.process else 0 for c in self.children)
+
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = True
+        for child in self.children:
+            if child.alive() and child.process is not None:
+                child.process.send_signal(signal.SIGTERM)
+
+    def _all_exited(self) -> bool:
+        if self.stopping:
+            return not any(c.alive() for c in self.children)
+        return all(c.process is not None and c.process.poll() is not None and c.restarts >= 5 for c in self.children)
+
+    def _restart_crashed(self) -> None:
+        for child in self.children:
+            if not self.stopping and not child.alive() and child.restarts < 5:
+                time.sleep(RESTART_DELAY_S)
+                child.restarts += 1
+                child.start()
+
+
+def run_workers(settings: Settings) -> int:
+    return Supervisor(plan(settings)).run()
