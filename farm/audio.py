@@ -7,8 +7,9 @@ hour-long file never holds more than its decoded 16 kHz samples in memory.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -25,9 +26,7 @@ def decode(source: Source) -> Audio:
     try:
         with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
             samples = np.concatenate([np.zeros(0, np.float32), *_decoded_chunks(container)])
-    except AudioDecodeError:
-        raise
-    except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
+    except (AudioDecodeError, av.FFmpegError, ValueError, IndexError, OSError) as exc:
         raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {exc}") from exc
     return _sanitised(samples)
 
@@ -36,11 +35,11 @@ def duration(audio: Audio) -> float:
     return len(audio) / SAMPLE_RATE
 
 
-def _decoded_chunks(container: "av.container.InputContainer") -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
+def _decoded_chunks(container: av.container.InputContainer) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
     import av
 
     if not container.streams.audio:
-        raise AudioDecodeError("the file has no audio track")
+        raise AudioDecodeError("it has no audio track")
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     for frame in container.decode(stream):
@@ -48,7 +47,7 @@ def _decoded_chunks(container: "av.container.InputContainer") -> Iterator[Audio]
     yield from _resampled(resampler, None)
 
 
-def _resampled(resampler: "av.AudioResampler", frame: object) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
+def _resampled(resampler: av.AudioResampler, frame: object) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
     for out in resampler.resample(frame):
         yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -64,13 +65,24 @@ def decoding_options(command: F) -> F:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), default=["txt"], show_default=True)
+@click.option(
+    "--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), default=["txt"], show_default=True
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="write <name>.<format> files here")
 @click.option("--timeout", type=float, default=None, help="give up after this many seconds")
 @decoding_options
 @friendly_errors
-def transcribe(files: tuple[str, ...], formats: tuple[str, ...], out: Path | None, timeout: float | None,
-               language: str | None, task: str | None, beam_size: int | None, words: bool, queue: str | None) -> None:  # fmt: skip
+def transcribe(
+    files: tuple[str, ...],
+    formats: tuple[str, ...],
+    out: Path | None,
+    timeout: float | None,
+    language: str | None,
+    task: str | None,
+    beam_size: int | None,
+    words: bool,
+    queue: str | None,
+) -> None:
     """Transcribe FILES (paths or s3:// URIs) and print or write the results."""
     options = _job_options(language, task, beam_size, words)
     with ExitStack() as stack:
@@ -122,8 +134,14 @@ def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Pat
 @click.argument("files", nargs=-1, required=True)
 @decoding_options
 @friendly_errors
-def submit(files: tuple[str, ...], language: str | None, task: str | None, beam_size: int | None,
-           words: bool, queue: str | None) -> None:  # fmt: skip
+def submit(
+    files: tuple[str, ...],
+    language: str | None,
+    task: str | None,
+    beam_size: int | None,
+    words: bool,
+    queue: str | None,
+) -> None:
     """Queue FILES and print one job id per line."""
     client = Client()
     for job in client.submit_many(files, queue=queue, **_job_options(language, task, beam_size, words)):

@@ -12,9 +12,10 @@ broker through Celery by task name and never imports the worker side.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -108,7 +109,9 @@ class Client:
         try:
             sent = self.app.send_task(TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE)
         except OperationalError as exc:
-            raise BrokerUnavailableError(f"cannot reach the broker at {_safe_url(self.settings.broker_url)}: {exc}") from exc
+            raise BrokerUnavailableError(
+                f"cannot reach the broker at {_safe_url(self.settings.broker_url)}: {exc}"
+            ) from exc
         return Job(sent.id, self.app, message["name"])
 
     def submit_many(self, sources: Iterable[str | Path | bytes], **options: Any) -> list[Job]:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterator
 
 from farm.client import Client
 from farm.config import Settings
@@ -28,7 +28,7 @@ def local_farm(settings: Settings) -> Iterator[Settings]:
     """Yield settings that point at a private Redis with a live worker behind it."""
     server = start_redis()
     local = replace(settings, broker_url=server.url, result_backend=server.url)
-    log = tempfile.NamedTemporaryFile(prefix="farm-worker-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="farm-worker-", suffix=".log", delete=False)  # noqa: SIM115  (outlives this block)
     worker = subprocess.Popen(
         [sys.executable, "-m", "farm.cli", "worker"],
         env=os.environ | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url},

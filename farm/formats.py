@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from farm.constants import OUTPUT_FORMATS
 from farm.errors import InvalidJobError

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from farm.constants import LANGUAGES, OUTPUT_FORMATS
-from farm.transcript import Transcript, TranscribeOptions
 from farm.errors import InvalidJobError, UnknownLanguageError
+from farm.transcript import TranscribeOptions, Transcript
 
 OPTION_KEYS = ("language", "task", "beam_size", "temperature", "initial_prompt", "word_timestamps", "vad_filter")
 
@@ -28,7 +29,9 @@ class JobSpec:
     name: str  # shown to people: the file name, not the full path
 
 
-def job_message(audio: str, options: Mapping[str, Any], inline_audio: bytes | None = None, name: str = "") -> dict[str, Any]:
+def job_message(
+    audio: str, options: Mapping[str, Any], inline_audio: bytes | None = None, name: str = ""
+) -> dict[str, Any]:
     """Build the JSON message the client publishes (validated by ``parse_job`` too)."""
     message: dict[str, Any] = {"audio": audio, "options": dict(options), "name": name or audio.rsplit("/", 1)[-1]}
     if inline_audio is not None:
@@ -96,13 +99,18 @@ def _initial_prompt(options: TranscribeOptions, value: Any) -> TranscribeOptions
     return replace(options, initial_prompt=value or None)
 
 
-def _flag(key: str) -> Any:
-    def parse(options: TranscribeOptions, value: Any) -> TranscribeOptions:
-        if not isinstance(value, bool):
-            raise InvalidJobError(f"{key} must be true or false, not {value!r}")
-        return replace(options, **{key: value})
+def _word_timestamps(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    return replace(options, word_timestamps=_boolean("word_timestamps", value))
 
-    return parse
+
+def _vad_filter(options: TranscribeOptions, value: Any) -> TranscribeOptions:
+    return replace(options, vad_filter=_boolean("vad_filter", value))
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidJobError(f"{key} must be true or false, not {value!r}")
+    return value
 
 
 def _is_number(value: Any) -> bool:
@@ -115,8 +123,8 @@ _OPTION_PARSERS = {
     "beam_size": _beam_size,
     "temperature": _temperature,
     "initial_prompt": _initial_prompt,
-    "word_timestamps": _flag("word_timestamps"),
-    "vad_filter": _flag("vad_filter"),
+    "word_timestamps": _word_timestamps,
+    "vad_filter": _vad_filter,
 }
 
 

@@ -17,9 +17,9 @@ import click
 
 from farm.broker import broker_reachable
 from farm.config import Settings
+from farm.devices import CPU
 from farm.redis_server import RedisServer, start_redis
 from farm.worker import Child, Supervisor, plan
-from farm.devices import CPU
 
 FLOWER_PORT = 5555
 
@@ -54,5 +54,3 @@ def _flower(env: dict[str, str]) -> list[Child]:
         return []
     argv = [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={FLOWER_PORT}"]
     return [Child(replace(CPU, name="flower"), argv, os.environ | env)]
-
-

@@ -28,9 +28,7 @@ def resolve_model(model: str, engine: str, models_dir: str) -> str:
         return str(_for_engine(ct2_dir, model, engine, Path(models_dir).expanduser()))
     if "/" in model or model in HUB_SIZES:
         return _hub_id(model, engine)
-    raise ModelNotFoundError(
-        f"model {model!r} is not a directory, a packaged model (tiny.en, base) or a hub id"
-    )
+    raise ModelNotFoundError(f"model {model!r} is not a directory, a packaged model (tiny.en, base) or a hub id")
 
 
 def _local_dir(model: str) -> Path | None:

@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from farm.errors import BrokerUnavailableError
 
@@ -65,7 +64,19 @@ class RedisServer:
 def start_redis(port: int | None = None, password: str | None = None, timeout: float = 10.0) -> RedisServer:
     port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="farm-redis-")
-    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+    argv = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+    ]
     if password:
         argv += ["--requirepass", password]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

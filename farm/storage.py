@@ -53,7 +53,8 @@ class S3Storage:
 
     def read(self, reference: str) -> bytes:
         bucket, key = split_s3_uri(reference)
-        return self._call(reference, lambda: self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+        body: bytes = self._call(reference, lambda: self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+        return body
 
     def _s3(self) -> Any:
         if self._client is None:

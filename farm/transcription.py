@@ -7,8 +7,9 @@ job in process exactly as a worker would.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from farm import audio as audio_io
 from farm.engines.base import Audio, Engine, TranscribeOptions

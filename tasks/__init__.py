@@ -4,7 +4,7 @@ Importing this package must stay cheap: no torch, no model. The model loads in e
 worker child at start (``worker_process_init``) through a cached getter.
 """
 
-from tasks.app import app
 from tasks import transcribe as _transcribe  # noqa: F401  (registers the task)
+from tasks.app import app
 
 __all__ = ["app"]

@@ -6,8 +6,9 @@ Celery, storage or settings files, so tests and benchmarks can drive it directly
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt

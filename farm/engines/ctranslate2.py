@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,9 +62,7 @@ class CTranslate2Engine:
             done += len(audio) / SAMPLE_RATE
         return transcripts
 
-    def _transcribe_one(
-        self, audio: Audio, options: TranscribeOptions, on_progress: ProgressCallback
-    ) -> Transcript:
+    def _transcribe_one(self, audio: Audio, options: TranscribeOptions, on_progress: ProgressCallback) -> Transcript:
         started = time.perf_counter()
         with translate_failure():
             segments, info = self.model.transcribe(audio, **_fw_kwargs(options))
@@ -76,17 +75,13 @@ class CTranslate2Engine:
             timings=Timings(decode_s=time.perf_counter() - started),
         )
 
-    def greedy_tokens(
-        self, features: npt.NDArray[np.float32], prompt: Sequence[int]
-    ) -> list[list[int]]:
+    def greedy_tokens(self, features: npt.NDArray[np.float32], prompt: Sequence[int]) -> list[list[int]]:
         import ctranslate2
 
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features))
         prompts = [list(prompt)] * features.shape[0]
         with translate_failure():
-            results = self.model.model.generate(
-                storage, prompts, beam_size=1, max_length=448, suppress_blank=False
-            )
+            results = self.model.model.generate(storage, prompts, beam_size=1, max_length=448, suppress_blank=False)
         return [list(result.sequences_ids[0]) for result in results]
 
 

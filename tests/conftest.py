@@ -1,0 +1,122 @@
+"""Shared fixtures: real Redis servers, real worker processes, real audio.
+
+Nothing is mocked: a session Redis starts on a free port, workers are ``farm worker``
+processes with the tiny.en CTranslate2 model, and audio comes from ../shared/eval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from farm.client import Client
+from farm.config import Settings, load_settings
+from farm.redis_server import RedisServer, start_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL = ROOT.parent / "shared" / "eval"
+JFK = EVAL / "openai_whisper" / "jfk.flac"
+JFK_PHRASE = "ask not what your country can do for you"
+
+
+def eval_rows() -> list[dict[str, object]]:
+    with open(EVAL / "manifest.jsonl") as manifest:
+        return [json.loads(line) for line in manifest]
+
+
+def librispeech_clips(count: int) -> list[dict[str, object]]:
+    rows = [r for r in eval_rows() if str(r["path"]).startswith("librispeech_test_other/")]
+    return sorted(rows, key=lambda r: str(r["path"]))[:count]
+
+
+def normalise(text: str) -> str:
+    kept = "".join(c.lower() if c.isalnum() or c.isspace() or c == "'" else " " for c in text)
+    return " ".join(kept.split())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Tests never touch the developer's Redis or model cache.
+    os.environ["FARM_SETTINGS_FILE"] = str(ROOT / "settings.toml")
+    os.environ["FARM_MODELS_DIR"] = str(tmp_path_factory.mktemp("models"))
+    os.environ.pop("FARM_ENV", None)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def farm_settings(redis_server: RedisServer) -> Settings:
+    return replace(load_settings(), broker_url=redis_server.url, result_backend=redis_server.url)
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> int:
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return os.environ | {
+        "FARM_BROKER_URL": settings.broker_url,
+        "FARM_RESULT_BACKEND": settings.result_backend,
+        "FARM_DEVICES": "cpu",
+        "FARM_CPU_THREADS": "2",
+        **extra,
+    }
+
+
+def start_worker(settings: Settings, log: Path, **extra: str) -> WorkerProcess:
+    """Start ``farm worker`` and wait until it answers a ping."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "farm.cli", "worker"],
+            env=worker_env(settings, **extra), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+    worker = WorkerProcess(process, log)
+    client = Client(settings)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, worker.output()
+        if client.workers(timeout=0.5):
+            client.close()
+            return worker
+    worker.stop()
+    raise AssertionError(f"worker did not start:\n{worker.output()}")
+
+
+@pytest.fixture(scope="session")
+def worker(farm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = start_worker(farm_settings, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture()
+def client(farm_settings: Settings, worker: WorkerProcess) -> Iterator[Client]:
+    farm_client = Client(farm_settings)
+    yield farm_client
+    farm_client.close()

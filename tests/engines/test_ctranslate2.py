@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from farm import audio
+from farm.engines import load_engine
+from farm.engines.base import EngineConfig, TranscribeOptions
+from farm.models import resolve_model
+from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
+
+
+def make_engine() -> object:
+    model = resolve_model("tiny.en", "ctranslate2", "/nonexistent")
+    return load_engine("ctranslate2", EngineConfig(model=model, compute_type="int8", cpu_threads=2))
+
+
+def test_transcribes_jfk_with_segments_and_words() -> None:
+    engine = make_engine()
+    progress: list[float] = []
+    [result] = engine.transcribe([audio.decode(JFK)], TranscribeOptions(word_timestamps=True), progress.append)  # type: ignore[attr-defined]
+    assert JFK_PHRASE in normalise(result.text)
+    assert result.language == "en" and result.duration == 11.0
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and result.segments[-1].end <= 11.0 + 0.01
+    assert result.segments[0].words and all(w.end >= w.start for w in result.segments[0].words)
+    assert progress and progress[-1] <= 11.0 + 0.01
+
+
+def test_batch_keeps_input_order() -> None:
+    engine = make_engine()
+    clips = librispeech_clips(3)
+    results = engine.transcribe([audio.decode(EVAL / str(c["path"])) for c in clips], TranscribeOptions(language="en"))  # type: ignore[attr-defined]
+    for clip, result in zip(clips, results, strict=True):
+        reference = set(normalise(str(clip["reference"])).split())
+        assert len(reference & set(normalise(result.text).split())) > 0.5 * len(reference)
