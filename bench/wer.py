@@ -129,8 +129,9 @@ def main() -> None:
     clips = librispeech(args.eval)
     audio_s = sum(c.duration for c in clips)
     runs = [run_direct(clips, args.beam_size, args.threads), run_farm(clips, args.beam_size, args.threads)]
-    print(f"tiny.en, CTranslate2 int8, beam {args.beam_size}, {args.threads} threads, {len(clips)} clips "
-          f"({audio_s:.0f} s of audio), {platform.processor() or platform.machine()}, {os.cpu_count()} cores")  # fmt: skip
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    print(f"tiny.en, CTranslate2 int8, beam {args.beam_size}, {args.threads} threads, {len(clips)} clips")
+    print(f"({audio_s:.0f} s of audio), {machine}")
     print("| run | WER % | wall s | xRT |")
     print("| --- | ---: | ---: | ---: |")
     for run in runs:
