@@ -27,6 +27,7 @@ COMPUTE_TYPES = (
     "int16", "float16", "bfloat16", "float32",
 )  # fmt: skip
 TASKS = ("transcribe", "translate")
+POOLS = ("threads", "prefork")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Settings:
     concurrency: int
     device_concurrency: dict[str, int]
     cpu_threads: int
+    cpu_workers: int
+    pool: str
+    batch_size: int
+    batch_wait_ms: int
+    pack: bool
     beam_size: int
     language: str
     task: str
@@ -83,6 +89,11 @@ def _validators() -> list[Validator]:
         Validator("concurrency", must_exist=True, **positive),
         Validator("device_concurrency", is_type_of=dict, default={}),
         Validator("cpu_threads", must_exist=True, is_type_of=int, gte=0),
+        Validator("cpu_workers", must_exist=True, **positive),
+        Validator("pool", must_exist=True, is_in=POOLS),
+        Validator("batch_size", must_exist=True, **positive),
+        Validator("batch_wait_ms", must_exist=True, is_type_of=int, gte=0, lte=10_000),
+        Validator("pack", must_exist=True, is_type_of=bool),
         Validator("beam_size", must_exist=True, is_type_of=int, gte=1, lte=20),
         Validator("language", must_exist=True, is_type_of=str),
         Validator("task", must_exist=True, is_in=TASKS),

@@ -40,13 +40,20 @@ def visible_gpus() -> list[int]:
     return [int(line) for line in out.split() if line.strip().isdigit()]
 
 
-def select_devices(spec: str) -> list[Device]:
+def cpu_devices(workers: int) -> list[Device]:
+    """One CPU worker is "cpu"; several are "cpu0", "cpu1", ... sharing farm.cpu."""
+    if workers == 1:
+        return [CPU]
+    return [Device(f"cpu{i}", None) for i in range(workers)]
+
+
+def select_devices(spec: str, cpu_workers: int = 1) -> list[Device]:
     """Turn the ``devices`` setting ("auto", "cpu", "0,1") into worker devices."""
     spec = spec.strip().lower()
     if spec == "cpu":
-        return [CPU]
+        return cpu_devices(cpu_workers)
     if spec == "auto":
-        return [Device(f"gpu{i}", i) for i in visible_gpus()] or [CPU]
+        return [Device(f"gpu{i}", i) for i in visible_gpus()] or cpu_devices(cpu_workers)
     try:
         indexes = [int(part) for part in spec.split(",") if part.strip()]
     except ValueError:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 
+from farm.batching import Batcher, BatchPolicy, Direct
 from farm.config import Settings, get_settings
 from farm.engines import load_engine
 from farm.engines.base import EngineConfig, TranscribeOptions
 from farm.models import resolve_model
 from farm.storage import S3Config
-from farm.transcription import Runtime
+from farm.transcription import Runtime, Transcriber
+
+_lock = threading.Lock()
+_runtime: list[Runtime] = []
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -34,17 +38,37 @@ def default_options(settings: Settings) -> TranscribeOptions:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    threaded = settings.pool == "threads"
     return Runtime(
-        engine=load_engine(settings.engine, engine_config(settings)),
+        transcriber=_transcriber(settings),
         engine_name=settings.engine,
         model=settings.model,
         defaults=default_options(settings),
         inline_limit=settings.inline_audio_limit,
         s3=S3Config(),
+        timeout_s=float(settings.soft_time_limit) if threaded else None,
     )
 
 
-@cache
+def _transcriber(settings: Settings) -> Transcriber:
+    engine = load_engine(settings.engine, engine_config(settings))
+    if settings.pool != "threads":
+        return Direct(engine)
+    return Batcher(engine, batch_policy(settings), multilingual=engine.multilingual)
+
+
+def batch_policy(settings: Settings) -> BatchPolicy:
+    return BatchPolicy(
+        max_jobs=settings.concurrency,
+        batch_size=settings.batch_size,
+        wait_s=settings.batch_wait_ms / 1000,
+        pack=settings.pack,
+    )
+
+
 def get_runtime() -> Runtime:
     """This process's runtime; the model loads on the first call and never again."""
-    return build_runtime(get_settings())
+    with _lock:  # job threads may ask at once; only one may load the model
+        if not _runtime:
+            _runtime.append(build_runtime(get_settings()))
+        return _runtime[0]

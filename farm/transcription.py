@@ -9,27 +9,41 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from farm import audio as audio_io
-from farm.engines.base import Audio, Engine, TranscribeOptions
+from farm.engines.base import Audio, ProgressCallback, TranscribeOptions
 from farm.jobs import JobSpec, parse_job, result_payload
 from farm.storage import S3Config, storage_for
+from farm.transcript import Transcript
 
 # Called with the percentage (0-100) of the job's audio done.
 PercentCallback = Callable[[float], None]
+
+
+class Transcriber(Protocol):
+    """How a job reaches the engine: directly, or through the cross-job batcher."""
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> Transcript: ...
 
 
 @dataclass(frozen=True)
 class Runtime:
     """What a worker process builds once at start and reuses for every job."""
 
-    engine: Engine
+    transcriber: Transcriber
     engine_name: str
     model: str
     defaults: TranscribeOptions
     inline_limit: int
     s3: S3Config
+    timeout_s: float | None = None
 
 
 def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict[str, Any]:
@@ -39,7 +53,7 @@ def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict
     seconds = max(audio_io.duration(samples), 1e-6)
     on_percent(0.0)
     report = _throttled(lambda done: on_percent(min(100.0, 100.0 * done / seconds)))
-    transcript = runtime.engine.transcribe([samples], spec.options, report)[0]
+    transcript = runtime.transcriber.transcribe(samples, spec.options, report, runtime.timeout_s)
     on_percent(100.0)
     total = time.perf_counter() - started
     return result_payload(transcript, spec, runtime.engine_name, runtime.model, total)

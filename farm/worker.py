@@ -44,7 +44,7 @@ def worker_argv(settings: Settings, device: Device, hostname: str) -> list[str]:
         "--queues", ",".join(device.queues),
         "--hostname", f"{device.name}@{hostname}",
         "--concurrency", str(settings.concurrency_for(device.name)),
-        "--pool", "prefork",
+        "--pool", settings.pool,
         "--loglevel", settings.log_level,
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
@@ -66,7 +66,10 @@ def worker_env(device: Device, base: dict[str, str] | None = None) -> dict[str, 
 
 def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
     host = hostname or socket.gethostname()
-    return [Child(d, worker_argv(settings, d, host), worker_env(d)) for d in select_devices(settings.devices)]
+    return [
+        Child(d, worker_argv(settings, d, host), worker_env(d))
+        for d in select_devices(settings.devices, settings.cpu_workers)
+    ]
 
 
 class Supervisor:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from farm.broker import celery_config
 from farm.config import get_settings
@@ -18,8 +18,19 @@ app.conf.update(celery_config(get_settings()))
 
 
 @worker_process_init.connect
-def _load_model(**_: Any) -> None:
-    # Load in each child after the fork, so no CUDA context or thread pool is shared.
+def _load_model_in_child(**_: Any) -> None:
+    # prefork: load in each child after the fork, so no CUDA context or thread pool is shared.
+    _load_model()
+
+
+@worker_ready.connect
+def _load_model_in_main(**_: Any) -> None:
+    # threads: the jobs run in this process; load once, before the first job needs it.
+    if get_settings().pool == "threads":
+        _load_model()
+
+
+def _load_model() -> None:
     from farm.runtime import get_runtime
 
     runtime = get_runtime()

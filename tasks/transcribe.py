@@ -24,8 +24,10 @@ from tasks.app import app
     max_retries=get_settings().task_max_retries,
 )
 def transcribe(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+    task_id = self.request.id  # the request is thread-local; progress comes from the dispatcher
+
     def report(percent: float) -> None:
-        self.update_state(state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
+        self.update_state(task_id=task_id, state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
 
     try:
         return run_job(message, get_runtime(), report)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -113,6 +114,21 @@ def worker(farm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     process = start_worker(farm_settings, tmp_path_factory.mktemp("worker") / "worker.log")
     yield process
     process.stop()
+
+
+@contextmanager
+def private_farm(settings: Settings, log: Path, **extra: str) -> Iterator[tuple[Client, WorkerProcess]]:
+    """A Redis and a worker of their own, so the session worker cannot take the jobs."""
+    server = start_redis()
+    own = replace(settings, broker_url=server.url, result_backend=server.url)
+    worker = start_worker(own, log, **extra)
+    farm_client = Client(own)
+    try:
+        yield farm_client, worker
+    finally:
+        farm_client.close()
+        worker.stop()
+        server.stop()
 
 
 @pytest.fixture()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from farm.client import Client
+from farm.config import Settings
 from farm.errors import InvalidJobError, JobFailedError, StorageNotFoundError, UnknownLanguageError
-from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise
+from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise, private_farm
 
 pytestmark = pytest.mark.slow
 
@@ -61,15 +62,17 @@ def test_word_timestamps_and_translate_options(client: Client) -> None:
     assert [w["start"] for w in words] == sorted(w["start"] for w in words)
 
 
-def test_cancel_a_queued_job(client: Client) -> None:
-    blocker = client.submit(EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac", beam_size=1)
-    queued = client.submit(JFK)
-    queued.cancel()
-    blocker.result(timeout=300)
-    deadline = time.monotonic() + 30
-    while queued.status().state != "cancelled" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert queued.status().state == "cancelled"
+def test_cancel_a_queued_job(farm_settings: Settings, tmp_path: Path) -> None:
+    # One job slot, so the second job waits in Redis until it is cancelled.
+    with private_farm(farm_settings, tmp_path / "w.log", FARM_CONCURRENCY="1") as (own, _):
+        blocker = own.submit(EVAL / "joinly" / "OSR_us_000_0034_8k.wav", beam_size=1)
+        queued = own.submit(JFK)
+        queued.cancel()
+        blocker.result(timeout=300)
+        deadline = time.monotonic() + 30
+        while queued.status().state != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert queued.status().state == "cancelled"
 
 
 def test_bad_options_and_missing_files_fail_before_submission(client: Client) -> None:

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from farm.client import Client
 from farm.config import Settings
 from farm.constants import CPU_QUEUE, SHARED_QUEUE
-from farm.redis_server import start_redis
 from farm.worker import plan
-from tests.conftest import EVAL, start_worker
+from tests.conftest import EVAL, private_farm
 
 LJ = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"
 
@@ -40,17 +38,11 @@ def test_cpu_worker_when_no_gpu(farm_settings: Settings) -> None:
 
 @pytest.mark.slow
 def test_sigterm_lets_the_running_job_finish(farm_settings: Settings, tmp_path: Path) -> None:
-    # A worker of its own on a private Redis, so the session worker cannot take the job.
-    server = start_redis()
-    settings = replace(farm_settings, broker_url=server.url, result_backend=server.url)
-    worker = start_worker(settings, tmp_path / "own.log", FARM_DEVICES="cpu")
-    client = Client(settings)
-    job = client.submit(LJ, beam_size=1, queue=CPU_QUEUE)
-    deadline = time.monotonic() + 60
-    while job.status().state != "started" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    worker.process.send_signal(signal.SIGTERM)
-    assert worker.process.wait(timeout=300) == 0
-    assert job.status().state == "succeeded", worker.output()
-    client.close()
-    server.stop()
+    with private_farm(farm_settings, tmp_path / "own.log") as (client, worker):
+        job = client.submit(LJ, beam_size=1, queue=CPU_QUEUE)
+        deadline = time.monotonic() + 60
+        while job.status().state != "started" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=300) == 0
+        assert job.status().state == "succeeded", worker.output()

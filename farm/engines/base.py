@@ -48,6 +48,7 @@ class Engine(Protocol):
     """A loaded Whisper model that turns audio into transcripts."""
 
     name: str
+    multilingual: bool  # False for English-only models such as tiny.en
 
     def transcribe(
         self,

@@ -39,14 +39,7 @@ class CTranslate2Engine:
                 cpu_threads=config.cpu_threads,
                 num_workers=config.num_workers,
             )
-
-    @property
-    def is_multilingual(self) -> bool:
-        return bool(self.model.model.is_multilingual)
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return tuple(self.model.supported_languages)
+        self.multilingual = bool(self.model.model.is_multilingual)
 
     def transcribe(
         self,

@@ -1,0 +1,156 @@
+"""One model, many jobs: a dispatcher thread that packs and batches across jobs.
+
+A worker process runs ``concurrency`` job threads (Celery's threads pool). Each hands
+its audio to the ``Batcher`` and waits; the dispatcher thread collects what arrives
+within ``batch_wait_ms`` (or until every job thread has handed something in), packs
+short clips with the same options into shared windows, runs the engine, and gives each
+job its own transcript back. Long clips and options that cannot share a window run on
+their own. Only the dispatcher touches the engine, so a model is never used by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+
+from farm import packing
+from farm.engines.base import Audio, Engine, ProgressCallback
+from farm.errors import JobTimeoutError
+from farm.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How the dispatcher groups work; see settings.toml for each knob."""
+
+    max_jobs: int = 4  # jobs gathered per round: the worker's concurrency
+    batch_size: int = 1  # windows per engine call (GPUs gain from more; CPUs do not)
+    wait_s: float = 0.05
+    pack: bool = True
+    window_s: float = packing.WINDOW_S
+
+
+@dataclass
+class _Request:
+    audio: Audio
+    options: TranscribeOptions
+    on_progress: ProgressCallback | None
+    future: Future[Transcript]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+class Direct:
+    """One job, one engine call: what each child of a prefork pool does."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> Transcript:
+        # Celery's own soft/hard time limits apply in a prefork child.
+        return self.engine.transcribe([audio], options, on_progress)[0]
+
+
+class Batcher:
+    """Serialises engine use and packs jobs that arrive close together."""
+
+    def __init__(self, engine: Engine, policy: BatchPolicy, multilingual: bool) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.multilingual = multilingual
+        self._inbox: queue.Queue[_Request] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="farm-batcher", daemon=True)
+        self._thread.start()
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> Transcript:
+        """Block until this clip's transcript is ready (or ``timeout`` seconds pass)."""
+        request = _Request(audio, options, on_progress, Future())
+        self._inbox.put(request)
+        try:
+            return request.future.result(timeout)
+        except TimeoutError:
+            request.future.cancel()
+            raise JobTimeoutError(f"timed out: no transcript within {timeout:.0f} s") from None
+
+    def _serve(self) -> None:
+        while True:
+            self._run(self._gather())
+
+    def _gather(self) -> list[_Request]:
+        batch = [self._inbox.get()]
+        deadline = time.monotonic() + self.policy.wait_s
+        while len(batch) < self.policy.max_jobs:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._inbox.get(timeout=max(remaining, 0)) if remaining > 0 else self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return [r for r in batch if r.future.set_running_or_notify_cancel()]
+
+    def _run(self, batch: list[_Request]) -> None:
+        groups: dict[TranscribeOptions, list[_Request]] = {}
+        for request in batch:
+            if self._packable(request):
+                groups.setdefault(_pack_key(request.options), []).append(request)
+            else:
+                self._alone(request)
+        for options, members in groups.items():
+            self._packed(options, members)
+
+    def _packable(self, request: _Request) -> bool:
+        options = request.options
+        knows_language = options.language is not None or not self.multilingual
+        return (
+            self.policy.pack and knows_language and not options.vad_filter and request.seconds <= self.policy.window_s
+        )
+
+    def _alone(self, request: _Request) -> None:
+        try:
+            [transcript] = self.engine.transcribe([request.audio], request.options, request.on_progress)
+        except Exception as exc:  # handed to the waiting job thread, which re-raises it
+            request.future.set_exception(exc)
+            return
+        request.future.set_result(transcript)
+
+    def _packed(self, options: TranscribeOptions, members: list[_Request]) -> None:
+        windows = packing.pack([m.audio for m in members], self.policy.window_s)
+        for chunk in _chunks(windows, self.policy.batch_size):
+            try:
+                transcripts = self.engine.transcribe([w.audio for w in chunk], options)
+            except Exception as exc:
+                for window in chunk:
+                    for placement in window.placements:
+                        members[placement.index].future.set_exception(exc)
+                continue
+            for window, transcript in zip(chunk, transcripts, strict=True):
+                for index, piece in packing.split(window, transcript).items():
+                    members[index].future.set_result(piece)
+
+
+def _pack_key(options: TranscribeOptions) -> TranscribeOptions:
+    # A packed window holds other jobs' audio: never carry text across it, and take word
+    # times so every word can be handed back to the job it came from.
+    return replace(options, word_timestamps=True, condition_on_previous_text=False)
+
+
+def _chunks(windows: Sequence[packing.Window], size: int) -> list[Sequence[packing.Window]]:
+    return [windows[i : i + size] for i in range(0, len(windows), max(size, 1))]

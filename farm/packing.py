@@ -1,0 +1,132 @@
+"""Pack short clips from different jobs into shared 30 s windows, and split them back.
+
+Whisper pads every input to a 30 s window, so a 7 s clip pays for 30 s of encoder
+work. Measured on 2 CPU cores with tiny.en (docs/benchmarks.md), packing the 50
+LibriSpeech clips into shared windows nearly doubled throughput. Clips are joined with
+a short silence; each decoded word goes back to the clip its midpoint falls in, so no
+word can leak from one job into another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from farm.engines.base import SAMPLE_RATE, Audio
+from farm.transcript import Segment, Timings, Transcript, Word
+
+WINDOW_S = 29.0  # under Whisper's 30 s so the last clip's final words are not cut
+GAP_S = 0.5
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where clip ``index`` (of the list given to ``pack``) sits inside its window."""
+
+    index: int
+    offset: float
+    duration: float
+
+    @property
+    def end(self) -> float:
+        return self.offset + self.duration
+
+
+@dataclass(frozen=True)
+class Window:
+    audio: Audio
+    placements: tuple[Placement, ...]
+
+
+def pack(clips: Sequence[Audio], window_s: float = WINDOW_S, gap_s: float = GAP_S) -> list[Window]:
+    """First-fit decreasing: longest clips first, each into the first window with room."""
+    bins: list[list[int]] = []
+    used: list[float] = []
+    for index in sorted(range(len(clips)), key=lambda i: -len(clips[i])):
+        seconds = len(clips[index]) / SAMPLE_RATE
+        slot = next((b for b, total in enumerate(used) if total + gap_s + seconds <= window_s), None)
+        if slot is None:
+            bins.append([index])
+            used.append(seconds)
+        else:
+            bins[slot].append(index)
+            used[slot] += gap_s + seconds
+    return [_window(clips, members, gap_s) for members in bins]
+
+
+def _window(clips: Sequence[Audio], members: list[int], gap_s: float) -> Window:
+    silence = np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32)
+    pieces: list[Audio] = []
+    placements = []
+    offset = 0.0
+    for position, index in enumerate(sorted(members)):
+        if position:
+            pieces.append(silence)
+            offset += len(silence) / SAMPLE_RATE
+        pieces.append(clips[index])
+        duration = len(clips[index]) / SAMPLE_RATE
+        placements.append(Placement(index, offset, duration))
+        offset += duration
+    return Window(np.concatenate(pieces), tuple(placements))
+
+
+def split(window: Window, transcript: Transcript) -> dict[int, Transcript]:
+    """One transcript per clip, with times relative to the clip's own start."""
+    pieces: dict[int, list[Segment]] = {p.index: [] for p in window.placements}
+    for segment in transcript.segments:
+        for placement, words in _words_by_clip(window, segment):
+            pieces[placement.index].append(_shifted(segment, placement, words))
+    share = transcript.timings.decode_s / max(sum(p.duration for p in window.placements), 1e-9)
+    return {p.index: _clip_transcript(transcript, p, pieces[p.index], share) for p in window.placements}
+
+
+def _words_by_clip(window: Window, segment: Segment) -> list[tuple[Placement, tuple[Word, ...]]]:
+    if not segment.words:
+        # Engines without word times: the whole segment goes where its middle lies.
+        return [(_owner(window, (segment.start + segment.end) / 2), ())]
+    groups: list[tuple[Placement, list[Word]]] = []
+    for word in segment.words:
+        owner = _owner(window, (word.start + word.end) / 2)
+        if groups and groups[-1][0] is owner:
+            groups[-1][1].append(word)
+        else:
+            groups.append((owner, [word]))
+    return [(owner, tuple(words)) for owner, words in groups]
+
+
+def _owner(window: Window, moment: float) -> Placement:
+    """The clip nearest to ``moment``: inside it, or closest across a gap."""
+    return min(
+        window.placements,
+        key=lambda p: 0.0 if p.offset <= moment <= p.end else min(abs(moment - p.offset), abs(moment - p.end)),
+    )
+
+
+def _shifted(segment: Segment, placement: Placement, words: tuple[Word, ...]) -> Segment:
+    moved = tuple(_clamped_word(w, placement) for w in words)
+    if moved:
+        return replace(
+            segment, start=moved[0].start, end=moved[-1].end, text="".join(w.word for w in moved), words=moved
+        )
+    return replace(segment, start=_clamp(segment.start, placement), end=_clamp(segment.end, placement))
+
+
+def _clamped_word(word: Word, placement: Placement) -> Word:
+    return replace(word, start=_clamp(word.start, placement), end=_clamp(word.end, placement))
+
+
+def _clamp(moment: float, placement: Placement) -> float:
+    return round(min(max(moment - placement.offset, 0.0), placement.duration), 3)
+
+
+def _clip_transcript(window: Transcript, placement: Placement, segments: list[Segment], share: float) -> Transcript:
+    numbered = tuple(replace(segment, id=number) for number, segment in enumerate(segments))
+    return Transcript(
+        segments=numbered,
+        language=window.language,
+        language_probability=window.language_probability,
+        duration=placement.duration,
+        timings=Timings(decode_s=share * placement.duration),
+    )
