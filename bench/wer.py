@@ -11,7 +11,6 @@ and decoding options, and prints WER and throughput for both. A benchmark, not a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -20,25 +19,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import jiwer
-from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+import corpus
+from corpus import EVAL, Clip, librispeech
+
+from farm.client import Client
+from farm.config import load_settings
+from farm.models import resolve_model
+from farm.redis_server import start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from farm.client import Client  # noqa: E402
-from farm.config import load_settings  # noqa: E402
-from farm.models import resolve_model  # noqa: E402
-from farm.redis_server import start_redis  # noqa: E402
-
-NORMALISE = EnglishTextNormalizer({})
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    reference: str
-    duration: float
 
 
 @dataclass(frozen=True)
@@ -48,25 +37,8 @@ class Run:
     wall_s: float
 
 
-def librispeech(eval_dir: Path) -> list[Clip]:
-    rows = [json.loads(line) for line in (eval_dir / "manifest.jsonl").read_text().splitlines()]
-    keep = [
-        r
-        for r in rows
-        if r["path"].startswith("librispeech_test_other/")
-        and r.get("reference_quality") == "human"
-        and r.get("use_for_wer") is not False
-    ]
-    return [
-        Clip(eval_dir / r["path"], r["reference"], float(r["duration_s"]))
-        for r in sorted(keep, key=lambda r: r["path"])
-    ]
-
-
 def wer(clips: list[Clip], hypotheses: list[str]) -> float:
-    refs = [NORMALISE(c.reference) for c in clips]
-    hyps = [NORMALISE(h) for h in hypotheses]
-    return 100.0 * jiwer.wer(refs, hyps)
+    return corpus.wer([c.reference for c in clips], hypotheses)
 
 
 def run_direct(clips: list[Clip], beam_size: int, threads: int) -> Run:
@@ -122,7 +94,7 @@ def warm_up(client: Client, clip: Clip) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval", type=Path, default=ROOT.parent / "shared" / "eval")
+    parser.add_argument("--eval", type=Path, default=EVAL)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from farm import packing
@@ -53,6 +54,10 @@ class Direct:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        yield
+
     def transcribe(
         self,
         audio: Audio,
@@ -72,8 +77,30 @@ class Batcher:
         self.policy = policy
         self.multilingual = multilingual
         self._inbox: queue.Queue[_Request] = queue.Queue()
+        self._expected = 0  # jobs started whose audio has not reached the inbox yet
+        self._expected_lock = threading.Lock()
+        self._local = threading.local()
         self._thread = threading.Thread(target=self._serve, name="farm-batcher", daemon=True)
         self._thread.start()
+
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        """Mark a job as on its way (decoding audio), so the dispatcher waits for it."""
+        self._count_expected(+1)
+        self._local.expected = True
+        try:
+            yield
+        finally:
+            self._arrived()
+
+    def _arrived(self) -> None:
+        if getattr(self._local, "expected", False):
+            self._local.expected = False
+            self._count_expected(-1)
+
+    def _count_expected(self, delta: int) -> None:
+        with self._expected_lock:
+            self._expected += delta
 
     def transcribe(
         self,
@@ -85,6 +112,7 @@ class Batcher:
         """Block until this clip's transcript is ready (or ``timeout`` seconds pass)."""
         request = _Request(audio, options, on_progress, Future())
         self._inbox.put(request)
+        self._arrived()  # after the put, so the dispatcher never sees neither
         try:
             return request.future.result(timeout)
         except TimeoutError:
@@ -99,12 +127,26 @@ class Batcher:
         batch = [self._inbox.get()]
         deadline = time.monotonic() + self.policy.wait_s
         while len(batch) < self.policy.max_jobs:
+            waiting = self._take_waiting()
+            if waiting is not None:
+                batch.append(waiting)
+                continue
+            # Wait only while other jobs are still decoding their audio: a lone job runs
+            # at once instead of paying batch_wait_ms of added latency.
             remaining = deadline - time.monotonic()
-            try:
-                batch.append(self._inbox.get(timeout=max(remaining, 0)) if remaining > 0 else self._inbox.get_nowait())
-            except queue.Empty:
+            if remaining <= 0 or self._expected <= 0:
                 break
+            try:
+                batch.append(self._inbox.get(timeout=min(remaining, 0.005)))
+            except queue.Empty:
+                continue
         return [r for r in batch if r.future.set_running_or_notify_cancel()]
+
+    def _take_waiting(self) -> _Request | None:
+        try:
+            return self._inbox.get_nowait()
+        except queue.Empty:
+            return None
 
     def _run(self, batch: list[_Request]) -> None:
         groups: dict[TranscribeOptions, list[_Request]] = {}

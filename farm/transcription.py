@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +33,10 @@ class Transcriber(Protocol):
         timeout: float | None = None,
     ) -> Transcript: ...
 
+    def job(self) -> AbstractContextManager[None]:
+        """Held for the whole of a job, audio decoding included."""
+        ...
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -47,6 +52,11 @@ class Runtime:
 
 
 def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict[str, Any]:
+    with runtime.transcriber.job():
+        return _run_job(message, runtime, on_percent)
+
+
+def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict[str, Any]:
     started = time.perf_counter()
     spec = parse_job(message, runtime.defaults, runtime.inline_limit)
     samples = load_audio(spec, runtime.s3)

@@ -1,0 +1,123 @@
+"""Packing clips from different jobs into shared windows, and handing words back."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from farm import audio, packing
+from farm.batching import Batcher, BatchPolicy
+from farm.engines import load_engine
+from farm.engines.base import Engine, EngineConfig, TranscribeOptions
+from farm.models import resolve_model
+from farm.transcript import SAMPLE_RATE
+from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
+
+
+def seconds(n: float) -> np.ndarray:
+    return np.zeros(int(n * SAMPLE_RATE), dtype=np.float32)
+
+
+def test_first_fit_decreasing_respects_the_window() -> None:
+    clips = [seconds(s) for s in (20, 5, 12, 8, 3, 28, 1)]
+    windows = packing.pack(clips, window_s=29.0, gap_s=0.5)
+    placed = sorted(p.index for w in windows for p in w.placements)
+    assert placed == list(range(len(clips)))
+    for window in windows:
+        assert len(window.audio) / SAMPLE_RATE <= 29.0 + 1e-6
+        offsets = [p.offset for p in window.placements]
+        assert offsets == sorted(offsets)
+    assert len(windows) == 3  # 77 s of clips in three 29 s windows
+
+
+def test_placements_point_at_the_right_samples() -> None:
+    clips = [np.full(SAMPLE_RATE * 2, i + 1, dtype=np.float32) for i in range(3)]
+    [window] = packing.pack(clips)
+    for placement in window.placements:
+        start = int(placement.offset * SAMPLE_RATE)
+        assert window.audio[start + 10] == placement.index + 1
+        assert window.audio[start - 10] == 0 if placement.offset else True
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    model = resolve_model("tiny.en", "ctranslate2", "/nonexistent")
+    return load_engine("ctranslate2", EngineConfig(model=model, compute_type="int8", cpu_threads=2))
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[tuple[np.ndarray, str]]:
+    rows = librispeech_clips(12)[9:12]  # a different speaker each side of JFK
+    pairs = [(audio.decode(EVAL / str(r["path"])), str(r["reference"])) for r in rows]
+    return [pairs[0], (audio.decode(JFK), "and so my fellow americans " + JFK_PHRASE), *pairs[1:]]
+
+
+def test_no_word_leaks_across_jobs(engine: Engine, clips: list[tuple[np.ndarray, str]]) -> None:
+    windows = packing.pack([c for c, _ in clips])
+    assert len(windows) < len(clips)  # something was actually shared
+    options = TranscribeOptions(language="en", word_timestamps=True, condition_on_previous_text=False)
+    texts: dict[int, str] = {}
+    for window in windows:
+        [whole] = engine.transcribe([window.audio], options)
+        for index, piece in packing.split(window, whole).items():
+            texts[index] = normalise(piece.text)
+            assert all(0 <= s.start <= s.end <= piece.duration for s in piece.segments)
+    assert JFK_PHRASE in texts[1]
+    jfk_only = {"americans", "country", "fellow"}
+    for index, (_, reference) in enumerate(clips):
+        others = set().union(*(set(normalise(r).split()) for i, (_, r) in enumerate(clips) if i != index))
+        own = set(normalise(reference).split())
+        hypothesis = set(texts[index].split())
+        assert len(hypothesis & own) >= 0.6 * len(own), (index, texts[index])
+        leaked = (hypothesis - own) & (others - own)
+        assert len(leaked) <= 1, (index, leaked)  # a homophone at most, never a phrase
+        if index != 1:
+            assert not hypothesis & jfk_only
+
+
+@pytest.fixture(scope="module")
+def batcher(engine: Engine) -> Iterator[Batcher]:
+    yield Batcher(engine, BatchPolicy(max_jobs=4, wait_s=0.5), multilingual=False)
+
+
+def test_concurrent_jobs_get_their_own_transcripts(batcher: Batcher, clips: list[tuple[np.ndarray, str]]) -> None:
+    results: dict[int, str] = {}
+
+    def job(index: int) -> None:
+        transcript = batcher.transcribe(clips[index][0], TranscribeOptions(language="en", beam_size=1), timeout=120)
+        results[index] = normalise(transcript.text)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(len(clips))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert JFK_PHRASE in results[1]
+    for index, (_, reference) in enumerate(clips):
+        own = set(normalise(reference).split())
+        assert len(set(results[index].split()) & own) >= 0.6 * len(own)
+
+
+def test_a_failing_clip_fails_only_its_job(batcher: Batcher) -> None:
+    # Submitted together, so both land in one dispatch round.
+    outcome: dict[str, object] = {}
+
+    def run(name: str, options: TranscribeOptions) -> None:
+        try:
+            outcome[name] = normalise(batcher.transcribe(audio.decode(JFK), options, timeout=60).text)
+        except ValueError as exc:
+            outcome[name] = exc
+
+    threads = [
+        threading.Thread(target=run, args=("bad", TranscribeOptions(language="en", beam_size=0))),
+        threading.Thread(target=run, args=("good", TranscribeOptions(language="en", beam_size=1))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert isinstance(outcome["bad"], ValueError) and "beam size" in str(outcome["bad"])
+    assert JFK_PHRASE in str(outcome["good"])
