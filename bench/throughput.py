@@ -24,14 +24,15 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
 from corpus import Clip, librispeech, longform, wer
+
+from farm.benchmark import AudioSet, Combo, measure
+from farm.memory import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = os.cpu_count() or 2
@@ -128,110 +129,42 @@ def child_main(which: str, beam: int) -> None:
 def run_child(which: str, beam: int) -> Outcome:
     argv = [sys.executable, __file__, "--child", which, "--beam-size", str(beam)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
-    peak = PeakRss(process.pid)
+    peak = PeakMemory(process.pid)
     out, _ = process.communicate()
     peak.stop()
     if process.returncode:
         raise RuntimeError(f"configuration {which} failed")
     report = json.loads(out)
-    return Outcome(NAMES[which], _audio_s(), report["wall_s"], report["texts"], peak.mb)
+    return Outcome(NAMES[which], _audio_s(), report["wall_s"], report["texts"], peak.peak_rss_mb)
 
 
-# --- (d): the farm, end to end -----------------------------------------------------
+# --- (d): the farm, end to end (farm.benchmark starts a private Redis + workers) ------
 
 
-@dataclass(frozen=True)
-class FarmShape:
-    cpu_workers: int
-    cpu_threads: int
-    concurrency: int
-    pack: bool = True
-
-    def env(self) -> dict[str, str]:
-        return {
-            "FARM_DEVICES": "cpu",
-            "FARM_CPU_WORKERS": str(self.cpu_workers),
-            "FARM_CPU_THREADS": str(self.cpu_threads),
-            "FARM_CONCURRENCY": str(self.concurrency),
-            "FARM_POOL": "threads",
-            "FARM_PACK": "true" if self.pack else "false",
-            "FARM_COMPUTE_TYPE": "int8",
-        }
-
-    def label(self) -> str:
-        return f"{self.cpu_workers} proc x {self.cpu_threads} thr, concurrency {self.concurrency}, pack {self.pack}"
+def parse_shape(text: str, beam: int) -> Combo:
+    """ "2x1x8" -> 2 CPU worker processes x 1 thread each, 8 jobs held per process."""
+    workers, threads, concurrency = (int(x) for x in text.split("x"))
+    return Combo(
+        devices="cpu",
+        compute_type="int8",
+        beam_size=beam,
+        concurrency=concurrency,
+        cpu_workers=workers,
+        cpu_threads=threads,
+    )
 
 
-def run_farm(beam: int, shape: FarmShape) -> Outcome:
-    from farm.client import Client
+def run_farm(combo: Combo) -> Outcome:
     from farm.config import load_settings
-    from farm.redis_server import start_redis
 
-    server = start_redis()
-    env = os.environ | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url} | shape.env()
-    argv = [sys.executable, "-m", "farm.cli", "worker"]
-    worker = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = Client(replace(load_settings(), broker_url=server.url, result_backend=server.url))
     clips = corpus_clips()
-    try:
-        _wait_for_workers(client, shape.cpu_workers)
-        _warm_up(client, clips, beam, shape.cpu_workers * shape.concurrency)
-        peak = PeakRss(worker.pid)
-        started = time.perf_counter()
-        jobs = client.submit_many([c.path for c in clips], beam_size=beam, language="en")
-        texts = [job.result(timeout=1800)["text"] for job in jobs]
-        wall = time.perf_counter() - started
-        peak.stop()
-    finally:
-        client.close()
-        worker.terminate()
-        worker.wait(timeout=120)
-        server.stop()
-    return Outcome(f"{NAMES['d']} ({shape.label()})", _audio_s(), wall, texts, peak.mb)
-
-
-def _wait_for_workers(client: object, count: int) -> None:
-    deadline = time.monotonic() + 180
-    while len(client.workers(timeout=0.5)) < count:  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            raise RuntimeError("workers did not start")
-
-
-def _warm_up(client: object, clips: list[Clip], beam: int, jobs: int) -> None:
-    # Every worker has loaded its model and run once, as the in-process runs have.
-    warm = client.submit_many([clips[0].path] * jobs, beam_size=beam, language="en")  # type: ignore[attr-defined]
-    for job in warm:
-        job.result(timeout=300)
+    audio = AudioSet([c.path for c in clips], [c.duration for c in clips], None)
+    result = measure(combo, audio, load_settings(), options={"language": "en"})
+    label = f"{combo.cpu_workers} proc x {combo.cpu_threads} thr, {combo.concurrency} jobs/proc"
+    return Outcome(f"{NAMES['d']} ({label})", audio.seconds, result.wall_s, result.texts, result.peak_rss_mb)
 
 
 # --- measuring ---------------------------------------------------------------------
-
-
-class PeakRss:
-    """Samples the resident memory of a process and its children until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        self.peak = 0
-        self._process = psutil.Process(pid)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.2):
-            try:
-                tree = [self._process, *self._process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    @property
-    def mb(self) -> float:
-        return self.peak / 2**20
 
 
 def _audio_s() -> float:
@@ -261,11 +194,6 @@ def _ratio(outcome: Outcome, base: Outcome | None) -> str:
     return "" if base is None else f"{outcome.xrt / base.xrt:.2f}"
 
 
-def parse_shape(text: str) -> FarmShape:
-    workers, threads, concurrency = (int(x) for x in text.split("x"))
-    return FarmShape(workers, threads, concurrency)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--beam-size", type=int, default=5)
@@ -281,7 +209,7 @@ def main() -> None:
     for key in args.only.split(","):
         if key == "d":
             for n, spec in enumerate(args.farm.split(",")):
-                outcomes[f"d{n}" if n else "d"] = run_farm(args.beam_size, parse_shape(spec))
+                outcomes[f"d{n}" if n else "d"] = run_farm(parse_shape(spec, args.beam_size))
         else:
             outcomes[key] = run_child(key, args.beam_size)
         print(f"done: {key}", file=sys.stderr)

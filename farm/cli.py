@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 
 import click
 
+from farm.bench_command import bench
 from farm.broker import broker_reachable
+from farm.cli_errors import friendly_errors
 from farm.client import Client, Job
 from farm.config import Settings, get_settings
 from farm.constants import OUTPUT_FORMATS
@@ -20,21 +22,6 @@ from farm.formats import render
 from farm.progress import follow
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Show a one-line error and exit non-zero instead of a traceback."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except FarmError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    wrapper.__name__ = command.__name__
-    wrapper.__doc__ = command.__doc__
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group()
@@ -95,14 +82,25 @@ def transcribe(
 
 
 def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
-    if broker_reachable(settings.broker_url):
+    reason = _why_not_served(settings)
+    if reason is None:
         return settings
     if not settings.embedded_broker:
-        raise BrokerUnavailableError("no broker answers at broker_url and embedded_broker is off")
+        raise BrokerUnavailableError(f"{reason} and embedded_broker is off; start `farm worker` or `farm up`")
     from farm.embedded import local_farm
 
-    click.echo("no broker answered; starting a private Redis and worker", err=True)
+    click.echo(f"{reason}; starting a private Redis and worker", err=True)
     return stack.enter_context(local_farm(settings))
+
+
+def _why_not_served(settings: Settings) -> str | None:
+    if not broker_reachable(settings.broker_url):
+        return "no broker answered"
+    probe = Client(settings)
+    try:
+        return None if probe.workers(timeout=1.0) else "no worker answered"
+    finally:
+        probe.close()
 
 
 def _emit(jobs: list[Job], formats: tuple[str, ...], out: Path | None) -> int:
@@ -224,6 +222,58 @@ def import_ct2_command(src: Path, dst: Path) -> None:
     from farm.convert import import_ct2
 
     click.echo(f"wrote {import_ct2(src, dst)}")
+
+
+main.add_command(bench)
+
+
+@main.command()
+@click.option("--audio-hours", type=click.FloatRange(min=0, min_open=True), required=True, help="audio hours per day")
+@click.option("--peak-ratio", type=click.FloatRange(min=1), default=2.0, show_default=True, help="peak hour / average")
+@click.option(
+    "--p95-wait", type=click.FloatRange(min=0), default=60.0, show_default=True, help="target p95 queue wait, s"
+)
+@click.option("--model", "model_name", default="large-v3", show_default=True)
+@click.option("--gpu", "gpus", multiple=True, help="T4, P100, A100 or H100 (repeatable; default: all four)")
+@click.option("--bench", "bench_report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--job-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--max-utilisation", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True)
+@click.option("--gpus-per-pod", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--price-per-gpu-hour", type=click.FloatRange(min=0), default=None, help="adds a cost line")
+@click.option("--result-ttl-hours", type=click.FloatRange(min=0), default=24.0, show_default=True)
+@click.option("--outage-minutes", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@friendly_errors
+def capacity(
+    audio_hours: float,
+    peak_ratio: float,
+    p95_wait: float,
+    model_name: str,
+    gpus: tuple[str, ...],
+    bench_report: Path | None,
+    job_minutes: float,
+    max_utilisation: float,
+    gpus_per_pod: int,
+    price_per_gpu_hour: float | None,
+    result_ttl_hours: float,
+    outage_minutes: float,
+    as_json: bool,
+) -> None:
+    """Plan GPUs, worker pods and Redis for a daily audio load (M/M/c, Erlang C)."""
+    from farm import capacity as planner
+    from farm.capacity_data import GPU_TYPES
+
+    demand = planner.Demand(audio_hours, peak_ratio, p95_wait, job_minutes * 60, max_utilisation)
+    fleet = planner.Fleet(gpus_per_pod, price_per_gpu_hour, result_ttl_hours, outage_minutes)
+    if bench_report is not None:
+        sources = [planner.bench_throughput(bench_report, model_name)]
+    else:
+        sources = [planner.builtin_throughput(gpu, model_name) for gpu in gpus or GPU_TYPES]
+    plans = [planner.plan_capacity(demand, source, fleet) for source in sources]
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in plans], indent=2))
+        return
+    click.echo(planner.render(plans), nl=False)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,10 @@ def _validators() -> list[Validator]:
         Validator("device", must_exist=True, is_in=DEVICE_KINDS),
         Validator("compute_type", must_exist=True, is_in=COMPUTE_TYPES),
         Validator("devices", must_exist=True, is_type_of=str),
-        Validator("concurrency", must_exist=True, **positive),
+        Validator("concurrency", must_exist=True, is_type_of=int, gte=0, lte=256),
         Validator("device_concurrency", is_type_of=dict, default={}),
         Validator("cpu_threads", must_exist=True, is_type_of=int, gte=0),
-        Validator("cpu_workers", must_exist=True, **positive),
+        Validator("cpu_workers", must_exist=True, is_type_of=int, gte=0, lte=256),
         Validator("pool", must_exist=True, is_in=POOLS),
         Validator("batch_size", must_exist=True, **positive),
         Validator("batch_wait_ms", must_exist=True, is_type_of=int, gte=0, lte=10_000),
@@ -144,6 +144,8 @@ def load_settings() -> Settings:
         raw.validators.validate_all()
     except ValidationError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
+    except (ValueError, OSError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"unreadable settings file ({', '.join(settings_files())}): {exc}") from exc
     return _typed(raw)
 
 

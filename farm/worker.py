@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from farm.config import Settings
-from farm.devices import Device, select_devices
+from farm.devices import Device, Gpu, auto_concurrency, cpu_workers_for, gpu_inventory, select_devices
 
 RESTART_DELAY_S = 2.0
 
@@ -38,12 +38,13 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
-def worker_argv(settings: Settings, device: Device, hostname: str) -> list[str]:
+def worker_argv(settings: Settings, device: Device, hostname: str, gpus: list[Gpu] | None = None) -> list[str]:
+    concurrency = settings.concurrency_for(device.name) or auto_concurrency(device, settings.model, gpus or [])
     argv = [
         sys.executable, "-m", "celery", "-A", "tasks", "worker",
         "--queues", ",".join(device.queues),
         "--hostname", f"{device.name}@{hostname}",
-        "--concurrency", str(settings.concurrency_for(device.name)),
+        "--concurrency", str(concurrency),
         "--pool", settings.pool,
         "--loglevel", settings.log_level,
         "--without-gossip", "--without-mingle",
@@ -66,10 +67,9 @@ def worker_env(device: Device, base: dict[str, str] | None = None) -> dict[str, 
 
 def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
     host = hostname or socket.gethostname()
-    return [
-        Child(d, worker_argv(settings, d, host), worker_env(d))
-        for d in select_devices(settings.devices, settings.cpu_workers)
-    ]
+    gpus = gpu_inventory()
+    devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers, settings.cpu_threads))
+    return [Child(d, worker_argv(settings, d, host, gpus), worker_env(d)) for d in devices]
 
 
 class Supervisor:

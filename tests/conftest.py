@@ -20,6 +20,7 @@ import pytest
 
 from farm.client import Client
 from farm.config import Settings, load_settings
+from farm.models import resolve_model
 from farm.redis_server import RedisServer, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FARM_RESULT_BACKEND": settings.result_backend,
         "FARM_DEVICES": "cpu",
         "FARM_CPU_THREADS": "2",
+        "FARM_CPU_WORKERS": "1",
         **extra,
     }
 
@@ -136,3 +138,34 @@ def client(farm_settings: Settings, worker: WorkerProcess) -> Iterator[Client]:
     farm_client = Client(farm_settings)
     yield farm_client
     farm_client.close()
+
+
+# --- real models, built once per session -------------------------------------------
+
+
+def tiny_en_ct2() -> Path:
+    return Path(resolve_model("tiny.en", "ctranslate2", "/nonexistent"))
+
+
+def base_ct2_dir(factory: pytest.TempPathFactory) -> Path:
+    """Multilingual base, its two halves joined by farm.models like a worker does."""
+    return Path(resolve_model("base", "ctranslate2", str(factory.getbasetemp() / "ct2-models")))
+
+
+def converted(factory: pytest.TempPathFactory, name: str, src: Path) -> Path:
+    """``import_ct2`` of ``src``, reused when an earlier fixture already converted it."""
+    from farm.convert import import_ct2
+
+    dst = factory.getbasetemp() / "hf-models" / name
+    # import_ct2 renames a complete directory into place, so existence means finished
+    return dst if (dst / "config.json").is_file() else import_ct2(src, dst)
+
+
+@pytest.fixture(scope="session")
+def tiny_en_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return converted(tmp_path_factory, "tiny.en", tiny_en_ct2())
+
+
+@pytest.fixture(scope="session")
+def base_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return converted(tmp_path_factory, "base", base_ct2_dir(tmp_path_factory))

@@ -14,7 +14,7 @@ import srt
 import webvtt
 
 from farm.config import Settings
-from farm.redis_server import free_port
+from farm.redis_server import free_port, start_redis
 from tests.conftest import JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
 
 pytestmark = pytest.mark.slow
@@ -119,3 +119,16 @@ def test_embedded_farm_when_no_broker_answers(tmp_path: Path) -> None:
     assert JFK_PHRASE in normalise((tmp_path / "jfk.txt").read_text())
     leftovers = subprocess.run(["pgrep", "-f", closed.rsplit(":", 1)[1].split("/")[0]], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_embedded_farm_when_the_broker_has_no_worker(tmp_path: Path) -> None:
+    """A Redis with nobody serving it: the job must not wait forever in its queue."""
+    lonely = start_redis()
+    try:
+        env = os.environ | {"FARM_BROKER_URL": lonely.url, "FARM_DEVICES": "cpu", "FARM_CPU_THREADS": "2"}
+        done = farm("transcribe", str(JFK), "--out", str(tmp_path), env=env)
+        assert done.returncode == 0, done.stderr
+        assert "no worker answered; starting a private Redis" in done.stderr
+        assert JFK_PHRASE in normalise((tmp_path / "jfk.txt").read_text())
+    finally:
+        lonely.stop()

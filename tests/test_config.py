@@ -51,7 +51,7 @@ def test_secrets_file_is_layered(layered: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "key"),
     [
-        ("FARM_CONCURRENCY", "0", "concurrency"),
+        ("FARM_CONCURRENCY", "-1", "concurrency"),
         ("FARM_ENGINE", "whisper.cpp", "engine"),
         ("FARM_BEAM_SIZE", "@str five", "beam_size"),
         ("FARM_COMPUTE_TYPE", "int3", "compute_type"),
@@ -81,3 +81,11 @@ def test_every_key_in_settings_toml_is_commented() -> None:
         line = lines[index]
         if line and not line.startswith("#") and "=" in line:
             assert lines[index - 1].startswith("#"), f"uncommented key: {line}"
+
+
+def test_broken_toml_is_a_config_error(layered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = layered / "settings.local.toml"
+    extra.write_text("[default]\nconcurrency = = 3\n")
+    monkeypatch.setenv("FARM_SETTINGS_FILES", str(extra))
+    with pytest.raises(ConfigError, match="unreadable settings file"):
+        load_settings()

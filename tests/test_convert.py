@@ -13,17 +13,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from farm.convert import import_ct2
 from farm.ct2_model import read_ct2_model
 from farm.errors import ModelNotFoundError, PermanentError
-from tests.engines.conftest import base_ct2_dir, converted, tiny_en_ct2
-
-
-@pytest.fixture(scope="session")
-def tiny_en_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return converted(tmp_path_factory, "tiny.en", tiny_en_ct2())
-
-
-@pytest.fixture(scope="session")
-def base_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return converted(tmp_path_factory, "base", base_ct2_dir(tmp_path_factory))
+from tests.conftest import tiny_en_ct2
 
 
 def load_json(path: Path) -> Any:

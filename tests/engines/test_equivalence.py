@@ -17,7 +17,8 @@ from farm.engines.base import EngineConfig
 from farm.engines.ctranslate2 import CTranslate2Engine
 from farm.engines.transformers import TransformersEngine
 from farm.features import log_mel
-from tests.engines.conftest import JFK, decode, librispeech, tiny_en_ct2
+from tests.conftest import JFK, tiny_en_ct2
+from tests.engines.conftest import decode, librispeech
 
 SOT, NO_TIMESTAMPS = 50257, 50362  # tiny.en's <|startoftranscript|>, <|notimestamps|>
 

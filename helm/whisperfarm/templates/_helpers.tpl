@@ -1,0 +1,194 @@
+{{/* Names, labels, the broker URL, settings as TOML, and worker groups with defaults merged. */}}
+
+{{- define "whisperfarm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "whisperfarm.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels every object carries; call with (dict "root" $ "component" "api"). */}}
+{{- define "whisperfarm.labels" -}}
+{{ include "whisperfarm.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- with .root.Values.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "whisperfarm.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "whisperfarm.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .group }}
+whisperfarm.io/worker-group: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* <repository>:<tag>-<variant>; call with (dict "root" $ "variant" "cuda"). */}}
+{{- define "whisperfarm.image" -}}
+{{- $image := .root.Values.image }}
+{{- printf "%s:%s-%s" $image.repository (default .root.Chart.AppVersion $image.tag) .variant }}
+{{- end }}
+
+{{- define "whisperfarm.redisHost" -}}
+{{- printf "%s-redis" (include "whisperfarm.fullname" .) }}
+{{- end }}
+
+{{- define "whisperfarm.checkRedis" -}}
+{{- if and (not .Values.redis.bundled.enabled) (not .Values.redis.external.existingSecret) }}
+{{- fail "redis.external.existingSecret is required when redis.bundled.enabled is false" }}
+{{- end }}
+{{- end }}
+
+{{/* FARM_BROKER_URL for every container: the bundled Redis, or the external URL Secret. */}}
+{{- define "whisperfarm.env" -}}
+{{- include "whisperfarm.checkRedis" . -}}
+- name: FARM_ENV
+  value: {{ .Values.environment | quote }}
+{{- if .Values.redis.bundled.enabled }}
+- name: FARM_BROKER_URL
+  value: {{ printf "redis://%s:%d/0" (include "whisperfarm.redisHost" .) (int .Values.redis.bundled.port) | quote }}
+{{- else }}
+- name: FARM_BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.external.existingSecret }}
+      key: {{ .Values.redis.external.urlKey }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* One TOML value: strings quoted (JSON escapes are valid TOML), maps as inline tables. */}}
+{{- define "whisperfarm.tomlValue" -}}
+{{- if kindIs "map" . -}}
+{ {{- $first := true }}{{ range $k, $v := . }}{{ if not $first }},{{ end }} {{ $k }} = {{ include "whisperfarm.tomlValue" $v }}{{ $first = false }}{{ end }} }
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "whisperfarm.tomlValue" $v }}{{ end }}]
+{{- else if or (kindIs "string" .) (kindIs "bool" .) -}}
+{{ toJson . }}
+{{- else if kindIs "float64" . -}}
+{{- if eq . (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else -}}
+{{ . }}
+{{- end -}}
+{{- end }}
+
+{{/* A [default] table from a map of settings. */}}
+{{- define "whisperfarm.toml" -}}
+[default]
+{{- range $key, $value := . }}
+{{ $key }} = {{ include "whisperfarm.tomlValue" $value }}
+{{- end }}
+{{- end }}
+
+{{/* Worker groups, defaults merged, as YAML: name -> group (with "name" and "deployment"). */}}
+{{- define "whisperfarm.workerGroups" -}}
+{{- $defaults := omit .Values.workers "groups" }}
+{{- $groups := dict }}
+{{- range $name, $overrides := .Values.workers.groups }}
+{{- $group := mergeOverwrite (deepCopy $defaults) (deepCopy (default (dict) $overrides)) }}
+{{- $_ := set $group "name" $name }}
+{{- $_ := set $group "deployment" (printf "%s-worker-%s" (include "whisperfarm.fullname" $) $name | trunc 63 | trimSuffix "-") }}
+{{- $_ := set $groups $name $group }}
+{{- end }}
+{{- toYaml $groups }}
+{{- end }}
+
+{{/* Device names of a group's worker processes: gpu0..gpuN-1, or cpu. */}}
+{{- define "whisperfarm.nodeNames" -}}
+{{- if eq (int .gpusPerPod) 0 }}cpu{{ else }}{{ range $i := until (int .gpusPerPod) }}{{ if $i }} {{ end }}gpu{{ $i }}{{ end }}{{ end }}
+{{- end }}
+
+{{/* Celery queues a group's pods consume: the per-device queues, then the shared one. */}}
+{{- define "whisperfarm.queues" -}}
+{{- $queues := list }}
+{{- range $node := splitList " " (include "whisperfarm.nodeNames" .) }}
+{{- $queues = append $queues (printf "farm.%s" $node) }}
+{{- end }}
+{{- toJson (append $queues "farm") }}
+{{- end }}
+
+{{/* Settings only this group has, layered over settings.local.toml. */}}
+{{- define "whisperfarm.groupSettings" -}}
+{{- $settings := dict "concurrency" (int .concurrencyPerGpu) "batch_size" (int .batchSizePerGpu) }}
+{{- if eq (int .gpusPerPod) 0 }}
+{{- $_ := set $settings "devices" "cpu" }}
+{{- else }}
+{{- $indexes := list }}
+{{- range $i := until (int .gpusPerPod) }}{{ $indexes = append $indexes (toString $i) }}{{ end }}
+{{- $_ := set $settings "devices" (join "," $indexes) }}
+{{- end }}
+{{- with .model }}{{ $_ := set $settings "model" . }}{{ end }}
+{{- with .engine }}{{ $_ := set $settings "engine" . }}{{ end }}
+{{- with .computeType }}{{ $_ := set $settings "compute_type" . }}{{ end }}
+{{- toYaml (mergeOverwrite $settings (deepCopy .settings)) }}
+{{- end }}
+
+{{/* Hard time limit in force for a group: its own setting, the chart's, or the default. */}}
+{{- define "whisperfarm.timeLimit" -}}
+{{- $group := index . 0 }}
+{{- $root := index . 1 }}
+{{- int (default (default 1900 $root.Values.settings.time_limit) $group.settings.time_limit) }}
+{{- end }}
+
+{{/* checksum/config of a pod: the settings it mounts. Call with (dict "root" $ "group" $group). */}}
+{{- define "whisperfarm.configChecksum" -}}
+{{- $text := include "whisperfarm.toml" .root.Values.settings }}
+{{- with .group }}
+{{- $text = print $text (include "whisperfarm.toml" (include "whisperfarm.groupSettings" . | fromYaml)) }}
+{{- end }}
+{{- sha256sum $text }}
+{{- end }}
+
+{{/* Mount of the settings ConfigMap and the models volume, shared by every pod. */}}
+{{- define "whisperfarm.volumes" -}}
+- name: settings
+  configMap:
+    name: {{ include "whisperfarm.fullname" . }}-settings
+- name: models
+{{- if .Values.models.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.models.existingClaim }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.models.emptyDirSizeLimit }}
+{{- end }}
+{{- end }}
+
+{{- define "whisperfarm.volumeMounts" -}}
+- name: settings
+  mountPath: /etc/whisperfarm
+  readOnly: true
+- name: models
+  mountPath: /models
+{{- end }}
+
+{{- define "whisperfarm.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+fsGroup: {{ .Values.runAsUser }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "whisperfarm.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+{{- end }}
