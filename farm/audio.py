@@ -27,8 +27,16 @@ def decode(source: Source) -> Audio:
         with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
             samples = np.concatenate([np.zeros(0, np.float32), *_decoded_chunks(container)])
     except (AudioDecodeError, av.FFmpegError, ValueError, IndexError, OSError) as exc:
-        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {exc}") from exc
+        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {_reason(exc)}") from exc
+    if not len(samples):
+        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: it holds no audio samples")
     return _sanitised(samples)
+
+
+def _reason(exc: Exception) -> str:
+    # FFmpeg's own text, without its error number or the server's file paths.
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror) if strerror else str(exc).split(": '", 1)[0]
 
 
 def duration(audio: Audio) -> float:

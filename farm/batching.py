@@ -11,9 +11,11 @@ threads at once.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -21,8 +23,10 @@ from dataclasses import dataclass, replace
 
 from farm import packing
 from farm.engines.base import Audio, Engine, ProgressCallback
-from farm.errors import JobTimeoutError
+from farm.errors import JobTimeoutError, ResourceExhaustedError
 from farm.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class BatchPolicy:
     wait_s: float = 0.05
     pack: bool = True
     window_s: float = packing.WINDOW_S
+    max_batch_audio_s: float = 0.0  # audio per engine call; over it counts as out of memory (0: no limit)
 
 
 @dataclass
@@ -176,22 +181,64 @@ class Batcher:
     def _packed(self, options: TranscribeOptions, members: list[_Request]) -> None:
         windows = packing.pack([m.audio for m in members], self.policy.window_s)
         for chunk in _chunks(windows, self.policy.batch_size):
-            try:
-                transcripts = self.engine.transcribe([w.audio for w in chunk], options)
-            except Exception as exc:
-                for window in chunk:
-                    for placement in window.placements:
-                        members[placement.index].future.set_exception(exc)
-                continue
-            for window, transcript in zip(chunk, transcripts, strict=True):
-                for index, piece in packing.split(window, transcript).items():
-                    members[index].future.set_result(piece)
+            self._chunk(options, members, chunk)
+
+    def _chunk(self, options: TranscribeOptions, members: list[_Request], chunk: Sequence[packing.Window]) -> None:
+        try:
+            transcripts = self._engine_call(options, chunk)
+        except ResourceExhaustedError as exc:
+            if len(chunk) == 1:  # nothing left to halve: the job's retry may land on a freer device
+                _fail(members, chunk, exc)
+                return
+            half = (len(chunk) + 1) // 2
+            log.warning("%s; retrying the batch of %d windows as %d + %d", exc, len(chunk), half, len(chunk) - half)
+            self._chunk(options, members, chunk[:half])
+            self._chunk(options, members, chunk[half:])
+            return
+        except Exception as exc:
+            _fail(members, chunk, exc)
+            return
+        for window, transcript in zip(chunk, transcripts, strict=True):
+            for index, piece in packing.split(window, transcript).items():
+                self._settle(members[index], piece)
+
+    def _settle(self, member: _Request, piece: Transcript) -> None:
+        # The repetition check runs per job, not per window: two jobs saying the same
+        # thing must not look like a decoding loop (it would trigger a sampled retry).
+        if _repetitive(piece, member.options.compression_ratio_threshold):
+            self._alone(member)
+        else:
+            member.future.set_result(piece)
+
+    def _engine_call(self, options: TranscribeOptions, chunk: Sequence[packing.Window]) -> list[Transcript]:
+        seconds = sum(len(w.audio) for w in chunk) / SAMPLE_RATE
+        limit = self.policy.max_batch_audio_s
+        if limit and seconds > limit:
+            # Refused before the device is touched, along the same path a CUDA OOM takes.
+            raise ResourceExhaustedError(
+                f"out of memory: a batch of {len(chunk)} windows ({seconds:.0f} s of audio) "
+                f"is over max_batch_audio_s ({limit:g} s)"
+            )
+        return self.engine.transcribe([w.audio for w in chunk], options)
+
+
+def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Exception) -> None:
+    for window in chunk:
+        for placement in window.placements:
+            members[placement.index].future.set_exception(exc)
 
 
 def _pack_key(options: TranscribeOptions) -> TranscribeOptions:
-    # A packed window holds other jobs' audio: never carry text across it, and take word
-    # times so every word can be handed back to the job it came from.
-    return replace(options, word_timestamps=True, condition_on_previous_text=False)
+    # A packed window holds other jobs' audio: never carry text across it, take word
+    # times so every word can be handed back to the job it came from, and judge
+    # repetition per job afterwards (see Batcher._settle).
+    return replace(options, word_timestamps=True, condition_on_previous_text=False, compression_ratio_threshold=None)
+
+
+def _repetitive(transcript: Transcript, threshold: float | None) -> bool:
+    """Whisper's gzip compression ratio test for decoding loops, on one job's text."""
+    data = transcript.text.encode("utf-8")
+    return threshold is not None and len(data) > 0 and len(data) / len(zlib.compress(data)) > threshold
 
 
 def _chunks(windows: Sequence[packing.Window], size: int) -> list[Sequence[packing.Window]]:

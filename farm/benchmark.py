@@ -95,11 +95,20 @@ def combos(grid: Mapping[str, Sequence[Any]]) -> list[Combo]:
     return [Combo(**dict(zip(keys, values, strict=True))) for values in itertools.product(*grid.values())]
 
 
-def measure(combo: Combo, audio: AudioSet, settings: Settings, options: Mapping[str, Any] | None = None) -> Measurement:
-    """Run ``audio`` through a fresh farm of shape ``combo``; ``options`` go with every job."""
+def measure(
+    combo: Combo,
+    audio: AudioSet,
+    settings: Settings,
+    options: Mapping[str, Any] | None = None,
+    warm_up: Path | None = None,
+) -> Measurement:
+    """Run ``audio`` through a fresh farm of shape ``combo``; ``options`` go with every job.
+
+    Every job slot first runs ``warm_up`` (default: the first file) untimed.
+    """
     job_options = {"beam_size": combo.beam_size, **(options or {})}
     with private_farm(combo, settings) as (client, worker_pid):
-        _warm_up(client, audio.files[0], combo, job_options)
+        _warm_up(client, warm_up or audio.files[0], combo, job_options)
         peak = PeakMemory(worker_pid)
         started = time.perf_counter()
         jobs = client.submit_many(audio.files, **job_options)

@@ -11,6 +11,10 @@ from typing import Any
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
 
+# Tries to store a result while Redis is away (exponential backoff capped at 10 s, so
+# about a minute): a job that finished during a Redis restart keeps its result.
+RESULT_STORE_RETRIES = 15
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
@@ -32,22 +36,61 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.time_limit,
         "result_expires": settings.result_expires,
         "result_extended": True,
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_transport_options": _transport_options(settings),
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
         "broker_connection_retry_on_startup": True,
         "worker_max_tasks_per_child": settings.max_tasks_per_child or None,
+        "worker_max_memory_per_child": settings.max_memory_per_child or None,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": RESULT_STORE_RETRIES,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        **_tls_config(settings),
     }
 
 
-def broker_reachable(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis server answers PING at ``url``."""
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu looks for jobs a dead worker left unacknowledged only every ~100 s by
+        # default; sweep every few seconds so they come back soon after the timeout.
+        "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+    }
+
+
+def redis_ssl_options(settings: Settings) -> dict[str, Any]:
+    """redis-py/Celery TLS options for ``rediss://`` URLs, from the redis_tls_* settings."""
+    import ssl
+
+    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    options: dict[str, Any] = {"ssl_cert_reqs": reqs[settings.redis_tls_cert_reqs]}
+    files = {
+        "ssl_ca_certs": settings.redis_tls_ca_certs,
+        "ssl_certfile": settings.redis_tls_certfile,
+        "ssl_keyfile": settings.redis_tls_keyfile,
+    }
+    options.update({key: path for key, path in files.items() if path})
+    return options
+
+
+def _tls_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if settings.broker_url.startswith("rediss://"):
+        config["broker_use_ssl"] = redis_ssl_options(settings)
+    if settings.result_backend.startswith("rediss://"):
+        config["redis_backend_use_ssl"] = redis_ssl_options(settings)
+    return config
+
+
+def broker_reachable(url: str, timeout: float = 1.0, tls: dict[str, Any] | None = None) -> bool:
+    """True when a Redis server answers PING at ``url`` (``tls``: redis_ssl_options for rediss://)."""
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        extra = tls if tls and url.startswith("rediss://") else {}
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, **extra)
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False

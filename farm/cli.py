@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import click
 
 from farm.bench_command import bench
-from farm.broker import broker_reachable
+from farm.broker import broker_reachable, redis_ssl_options
 from farm.cli_errors import friendly_errors
-from farm.client import Client, Job
+from farm.client import Client, Job, _safe_url
 from farm.config import Settings, get_settings
 from farm.constants import OUTPUT_FORMATS
-from farm.errors import BrokerUnavailableError, FarmError
+from farm.errors import BrokerUnavailableError, ConfigError, FarmError
 from farm.formats import render
 from farm.progress import follow
 
@@ -57,6 +57,7 @@ def decoding_options(command: F) -> F:
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="write <name>.<format> files here")
 @click.option("--timeout", type=float, default=None, help="give up after this many seconds")
+@click.option("--output", help="s3://bucket/prefix (or a directory workers share): workers write <job id>.<format>")
 @decoding_options
 @friendly_errors
 def transcribe(
@@ -64,6 +65,7 @@ def transcribe(
     formats: tuple[str, ...],
     out: Path | None,
     timeout: float | None,
+    output: str | None,
     language: str | None,
     task: str | None,
     beam_size: int | None,
@@ -74,9 +76,9 @@ def transcribe(
     options = _job_options(language, task, beam_size, words)
     with ExitStack() as stack:
         client = Client(_reachable_farm(get_settings(), stack))
-        jobs = [client.submit(f, queue=queue, **options) for f in files]
+        jobs = [client.submit(f, queue=queue, **options, **_delivery(output, formats)) for f in files]
         follow(jobs, timeout)
-        failures = _emit(jobs, formats, out)
+        failures = _emit_outputs(jobs) if output and out is None else _emit(jobs, formats, out)
     if failures:
         sys.exit(1)
 
@@ -93,8 +95,17 @@ def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
     return stack.enter_context(local_farm(settings))
 
 
+def _answering_broker() -> Settings:
+    # Celery would retry a dead (or password-refusing) Redis for ~20 s, then raise a bare
+    # RuntimeError: ask first, and fail at once with one line.
+    settings = get_settings()
+    if not broker_reachable(settings.broker_url, tls=redis_ssl_options(settings)):
+        raise BrokerUnavailableError(f"cannot reach the broker at {_safe_url(settings.broker_url)}")
+    return settings
+
+
 def _why_not_served(settings: Settings) -> str | None:
-    if not broker_reachable(settings.broker_url):
+    if not broker_reachable(settings.broker_url, tls=redis_ssl_options(settings)):
         return "no broker answered"
     probe = Client(settings)
     try:
@@ -130,10 +141,14 @@ def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Pat
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
+@click.option("--output", help="s3://bucket/prefix (or a directory workers share): workers write <job id>.<format>")
+@click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), help="with --output")
 @decoding_options
 @friendly_errors
 def submit(
     files: tuple[str, ...],
+    output: str | None,
+    formats: tuple[str, ...],
     language: str | None,
     task: str | None,
     beam_size: int | None,
@@ -141,9 +156,29 @@ def submit(
     queue: str | None,
 ) -> None:
     """Queue FILES and print one job id per line."""
-    client = Client()
-    for job in client.submit_many(files, queue=queue, **_job_options(language, task, beam_size, words)):
+    client = Client(_answering_broker())
+    options = _job_options(language, task, beam_size, words) | _delivery(output, formats)
+    for job in client.submit_many(files, queue=queue, **options):
         click.echo(job.id)
+
+
+def _delivery(output: str | None, formats: tuple[str, ...]) -> dict[str, Any]:
+    return {"output": output, "formats": formats} if output else {}
+
+
+def _emit_outputs(jobs: list[Job]) -> int:
+    """Print where the workers wrote each job's files, one URI per line."""
+    failures = 0
+    for job in jobs:
+        try:
+            outputs = job.result(timeout=1).get("outputs", {})
+        except FarmError as exc:
+            click.echo(f"error: {job.name}: {exc}", err=True)
+            failures += 1
+            continue
+        for uri in outputs.values():
+            click.echo(uri)
+    return failures
 
 
 @main.command()
@@ -151,7 +186,7 @@ def submit(
 @friendly_errors
 def status(job_id: str) -> None:
     """Show a job's state and progress."""
-    current = Client().job(job_id).status()
+    current = Client(_answering_broker()).job(job_id).status()
     line = f"{current.id} {current.state} {current.percent:.0f}%"
     click.echo(line + (f" {current.error}" if current.error else ""))
 
@@ -163,7 +198,7 @@ def status(job_id: str) -> None:
 @friendly_errors
 def result(job_id: str, fmt: str, timeout: float | None) -> None:
     """Wait for a job and print its result."""
-    click.echo(render(Client().job(job_id).result(timeout), fmt), nl=False)
+    click.echo(render(Client(_answering_broker()).job(job_id).result(timeout), fmt), nl=False)
 
 
 @main.command()
@@ -192,7 +227,8 @@ def config(as_json: bool) -> None:
     settings = get_settings()
     values = settings.public()
     if as_json:
-        click.echo(json.dumps({"values": values, "sources": settings.sources}, indent=2))
+        redacted = {key: _redacted(key, value) for key, value in values.items()}  # no Redis password
+        click.echo(json.dumps({"values": redacted, "sources": settings.sources}, indent=2))
         return
     width = max(len(k) for k in values)
     for key, value in values.items():
@@ -274,6 +310,30 @@ def capacity(
         click.echo(json.dumps([p.to_dict() for p in plans], indent=2))
         return
     click.echo(planner.render(plans), nl=False)
+
+
+@main.command()
+@click.option("--host", default=None, help="listen address (default: api_host)")
+@click.option("--port", type=int, default=None, help="listen port (default: api_port)")
+@friendly_errors
+def api(host: str | None, port: int | None) -> None:
+    """Serve the REST API (OpenAI-compatible transcriptions, jobs, /metrics) until stopped."""
+    from farm.api import serve
+
+    serve(get_settings(), host, port)
+
+
+@main.command()
+@friendly_errors
+def metrics() -> None:
+    """Serve the farm's Prometheus metrics on metrics_port until stopped."""
+    from farm.metrics import serve
+
+    settings = get_settings()
+    if not settings.metrics_port:
+        raise ConfigError("metrics_port: 0 turns the metrics endpoint off; set a port")
+    click.echo(f"metrics on http://{settings.api_host}:{settings.metrics_port}/metrics", err=True)
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ broker through Celery by task name and never imports the worker side.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
-from farm.broker import celery_config
+from farm.broker import broker_reachable, celery_config, redis_ssl_options
 from farm.config import Settings, get_settings
 from farm.constants import PROGRESS_STATE, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import (
@@ -32,8 +33,20 @@ from farm.errors import (
     JobTimeoutError,
     StorageNotFoundError,
 )
-from farm.jobs import job_message, parse_options
+from farm.jobs import Delivery, job_message, parse_delivery, parse_options
+from farm.outputs import presigned_urls
+from farm.storage import S3Storage, s3_config, staging_uri
 from farm.transcript import TranscribeOptions
+
+BROKER_CHECK_INTERVAL_S = 5.0
+
+# A producer should hear at once that Redis is gone, not after the workers' long retries.
+_FAIL_FAST = {
+    "result_backend_always_retry": False,
+    "broker_connection_timeout": 2.0,
+    "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+    "redis_socket_connect_timeout": 2.0,
+}
 
 _STATES = {
     "PENDING": "queued",
@@ -55,6 +68,7 @@ class JobStatus:
     state: str
     percent: float
     error: str | None = None
+    error_type: str | None = None  # the worker's exception class, e.g. "AudioDecodeError"
 
     @property
     def done(self) -> bool:
@@ -73,7 +87,10 @@ class Job:
         """The job's state and percent of its audio done, read from the result backend."""
         state = self._result.state
         info = self._result.info
-        return JobStatus(self.id, _STATES.get(state, state.lower()), _percent(state, info), _error(state, info))
+        error_type = type(info).__name__ if state == "FAILURE" and isinstance(info, BaseException) else None
+        return JobStatus(
+            self.id, _STATES.get(state, state.lower()), _percent(state, info), _error(state, info), error_type
+        )
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the result; raise JobFailedError with the worker's message on failure."""
@@ -100,19 +117,49 @@ class Client:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.app = Celery("whisperfarm-client")
-        self.app.conf.update(celery_config(self.settings))
+        self.app.conf.update(celery_config(self.settings) | _FAIL_FAST)
+        self._broker_seen_at = float("-inf")
 
-    def submit(self, source: str | Path | bytes, *, queue: str | None = None, **options: Any) -> Job:
-        """Queue ``source`` (a path, an ``s3://`` URI, or small raw bytes) for transcription."""
+    def submit(
+        self,
+        source: str | Path | bytes,
+        *,
+        queue: str | None = None,
+        output: str | None = None,
+        formats: Iterable[str] = (),
+        callback_url: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Queue ``source`` (a path, an ``s3://`` URI, or small raw bytes) for transcription.
+
+        ``output`` (``s3://bucket/prefix`` or a directory the workers share) receives
+        ``<job id>.<format>`` for each of ``formats``; ``callback_url`` gets a signed POST
+        when the job succeeds or fails (see ``farm.webhooks``). With ``upload_to_staging``
+        a local file is uploaded to ``staging_bucket`` first.
+        """
         parse_options(options, TranscribeOptions())  # fail here, not on a worker
-        message = self._message(source, options)
+        formats = (formats,) if isinstance(formats, str) else tuple(formats)
+        delivery = parse_delivery(Delivery(output or "", formats, callback_url or "").fields())
+        message = self._message(source, options, delivery)
+        self._check_broker()
         try:
             sent = self.app.send_task(TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE)
-        except OperationalError as exc:
-            raise BrokerUnavailableError(
-                f"cannot reach the broker at {_safe_url(self.settings.broker_url)}: {exc}"
-            ) from exc
+        except (OperationalError, OSError, RuntimeError, RedisError) as exc:
+            # The message does not repeat the error text: it may quote the URL's password.
+            url = _safe_url(self.settings.broker_url)
+            raise BrokerUnavailableError(f"cannot reach the broker at {url} ({type(exc).__name__})") from exc
         return Job(sent.id, self.app, message["name"])
+
+    def _check_broker(self) -> None:
+        # Celery would retry a dead or refusing Redis for ~20 s before giving up; one
+        # PING every few seconds lets a producer hear at once instead.
+        now = time.monotonic()
+        if now - self._broker_seen_at < BROKER_CHECK_INTERVAL_S:
+            return
+        if not broker_reachable(self.settings.broker_url, timeout=2.0, tls=redis_ssl_options(self.settings)):
+            url = _safe_url(self.settings.broker_url)
+            raise BrokerUnavailableError(f"cannot reach the broker at {url} (down, or the password is wrong)")
+        self._broker_seen_at = now
 
     def submit_many(self, sources: Iterable[str | Path | bytes], **options: Any) -> list[Job]:
         return [self.submit(source, **options) for source in sources]
@@ -128,29 +175,40 @@ class Client:
                 return statuses
             time.sleep(0.2)
 
-    def workers(self, timeout: float = 1.0) -> list[str]:
-        """Node names of the workers that answered a ping."""
-        replies = self.app.control.ping(timeout=timeout) or []
+    def workers(self, timeout: float = 1.0, limit: int | None = None) -> list[str]:
+        """Node names of the workers that answered a ping (stop waiting after ``limit`` replies)."""
+        replies = self.app.control.ping(timeout=timeout, limit=limit) or []
         return sorted(name for reply in replies for name in reply)
 
     def close(self) -> None:
         self.app.close()
 
-    def _message(self, source: str | Path | bytes, options: dict[str, Any]) -> dict[str, Any]:
+    def presigned_urls(self, result: Mapping[str, Any], expires_s: int | None = None) -> dict[str, str]:
+        """HTTP(S) URLs for a result's S3 outputs, by format, valid ``presign_expires_s``."""
+        expires = expires_s or self.settings.presign_expires_s
+        return presigned_urls(result.get("outputs", {}), s3_config(self.settings), expires)
+
+    def _message(self, source: str | Path | bytes, options: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
         if isinstance(source, bytes):
             if len(source) > self.settings.inline_audio_limit:
                 raise InvalidJobError(
                     f"{len(source)} bytes is over inline_audio_limit ({self.settings.inline_audio_limit}); "
                     "pass a path or s3:// URI"
                 )
-            return job_message("", options, inline_audio=source, name="inline audio")
+            return job_message("", options, inline_audio=source, name="inline audio", delivery=delivery)
         reference = str(source)
         if "://" not in reference:
             path = Path(reference).expanduser().resolve()
             if not path.is_file():
                 raise StorageNotFoundError(f"no such file: {reference}")
-            reference = str(path)
-        return job_message(reference, options)
+            reference = self._staged(path) if self.settings.upload_to_staging else str(path)
+        return job_message(reference, options, delivery=delivery)
+
+    def _staged(self, path: Path) -> str:
+        # Workers elsewhere cannot open this host's paths: hand them an S3 copy instead.
+        uri = staging_uri(self.settings.staging_bucket, path.name)
+        S3Storage(s3_config(self.settings)).upload_file(path, uri)
+        return uri
 
 
 def _percent(state: str, info: Any) -> float:
@@ -164,6 +222,8 @@ def _percent(state: str, info: Any) -> float:
 def _error(state: str, info: Any) -> str | None:
     if state != "FAILURE":
         return None
+    if type(info).__name__ == "TimeLimitExceeded":
+        return f"killed: the job ran longer than time_limit ({info.args[0] if info.args else '?'} s)"
     return str(info) if info is not None else "the job failed"
 
 

@@ -1,6 +1,19 @@
 """Names shared by producers and workers: queues, task names, key layouts."""
 
 TRANSCRIBE_TASK = "farm.transcribe"
+TRANSCRIBE_PART_TASK = "farm.transcribe_part"
+MERGE_PARTS_TASK = "farm.merge_parts"
+
+# Redis keys the farm keeps beside Celery's own (all under "farm:").
+# Hash of seconds done per part of a fanned-out job, for its overall progress.
+FANOUT_PROGRESS_KEY = "farm:fanout:{job_id}"
+# Counters and histograms workers record for the Prometheus endpoint.
+METRICS_KEY_PREFIX = "farm:metrics:"
+# Marks a job whose outputs and webhook were already delivered (once per job).
+ENDED_KEY = "farm:ended:{job_id}"
+# The API's index of recent jobs (sorted set by creation time) and one hash per job.
+API_JOBS_INDEX_KEY = "farm:api:jobs"
+API_JOB_KEY = "farm:api:job:{job_id}"
 
 # Every worker also listens here, so a job that names no device goes to whoever is free.
 SHARED_QUEUE = "farm"

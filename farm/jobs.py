@@ -7,16 +7,34 @@ options; only tiny clips may travel inline, base64-encoded, below a size limit.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import urlparse
 
 from farm.constants import LANGUAGES, OUTPUT_FORMATS
 from farm.errors import InvalidJobError, UnknownLanguageError
 from farm.transcript import TranscribeOptions, Transcript
 
+# Where audio may come from: a local path (bare or file://) or an s3:// object. Anything
+# else (http, ftp, gopher...) would have a worker fetch what a job names: refused early.
+AUDIO_SCHEMES = ("", "file", "s3")
 OPTION_KEYS = ("language", "task", "beam_size", "temperature", "initial_prompt", "word_timestamps", "vad_filter")
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One part of a long file fanned out across workers (seconds into the file)."""
+
+    index: int
+    count: int
+    start: float
+    end: float
+    parent: str  # the job id the merged result will carry
+    total: float = 0.0  # the whole file's duration, for progress across parts
+
+    def label(self) -> str:
+        return f"part {self.index + 1}/{self.count} ({self.start:.0f}-{self.end:.0f} s)"
 
 
 @dataclass(frozen=True)
@@ -27,15 +45,37 @@ class JobSpec:
     inline_audio: bytes | None
     options: TranscribeOptions
     name: str  # shown to people: the file name, not the full path
+    part: PartSpec | None = None
+    delivery: Delivery = field(default_factory=lambda: Delivery())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a finished job's result goes besides the result backend, and who is told."""
+
+    output: str = ""  # s3://bucket/prefix or an absolute directory: <output>/<job id>.<format>
+    formats: tuple[str, ...] = ()
+    callback_url: str = ""  # gets a signed POST when the job succeeds or fails
+
+    def fields(self) -> dict[str, Any]:
+        """The message fields that carry this delivery (none when there is nothing to do)."""
+        raw = {"output": self.output, "formats": list(self.formats), "callback_url": self.callback_url}
+        return {key: value for key, value in raw.items() if value}
 
 
 def job_message(
-    audio: str, options: Mapping[str, Any], inline_audio: bytes | None = None, name: str = ""
+    audio: str,
+    options: Mapping[str, Any],
+    inline_audio: bytes | None = None,
+    name: str = "",
+    delivery: Delivery | None = None,
 ) -> dict[str, Any]:
     """Build the JSON message the client publishes (validated by ``parse_job`` too)."""
     message: dict[str, Any] = {"audio": audio, "options": dict(options), "name": name or audio.rsplit("/", 1)[-1]}
     if inline_audio is not None:
         message["audio_b64"] = base64.b64encode(inline_audio).decode("ascii")
+    if delivery is not None:
+        message.update(delivery.fields())
     return message
 
 
@@ -47,9 +87,64 @@ def parse_job(message: Any, defaults: TranscribeOptions, inline_limit: int) -> J
     audio = message.get("audio", "")
     if not isinstance(audio, str) or (not audio and inline is None):
         raise InvalidJobError("a job needs 'audio': a file path or s3:// URI")
+    _check_scheme(audio)
     options = parse_options(message.get("options", {}), defaults)
     name = str(message.get("name") or audio.rsplit("/", 1)[-1] or "inline audio")
-    return JobSpec(audio=audio, inline_audio=inline, options=options, name=name)
+    part = _part(message.get("part"))
+    delivery = parse_delivery(message)
+    return JobSpec(audio=audio, inline_audio=inline, options=options, name=name, part=part, delivery=delivery)
+
+
+def _check_scheme(audio: str) -> None:
+    scheme = urlparse(audio).scheme if "://" in audio else ""
+    if scheme.lower() not in AUDIO_SCHEMES:
+        raise InvalidJobError(f"unsupported audio reference scheme {scheme!r}: use a path or s3:// URI")
+
+
+def parse_delivery(message: Mapping[str, Any]) -> Delivery:
+    """The optional "output", "formats" and "callback_url" fields, validated."""
+    output = _output(message.get("output") or "")
+    formats = message.get("formats") or []
+    if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+        raise InvalidJobError("'formats' must be a list of format names")
+    callback = _callback_url(message.get("callback_url") or "")
+    return Delivery(output=output, formats=tuple(dict.fromkeys(check_formats(formats))), callback_url=callback)
+
+
+def _output(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidJobError("'output' must be an s3://bucket/prefix URI or an absolute directory")
+    parsed = urlparse(value)
+    if value and parsed.scheme == "s3" and not parsed.netloc:
+        raise InvalidJobError(f"output {value!r} names no bucket: use s3://bucket/prefix")
+    if value and parsed.scheme not in ("s3", "file") and not value.startswith("/"):
+        raise InvalidJobError(f"output {value!r} must be an s3://bucket/prefix URI or an absolute directory")
+    return value
+
+
+def _callback_url(value: Any) -> str:
+    parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is None or (value and (parsed.scheme not in ("http", "https") or not parsed.netloc)):
+        raise InvalidJobError(f"callback_url must be an http(s):// URL, not {value!r}")
+    return str(value)
+
+
+def _part(raw: Any) -> PartSpec | None:
+    if raw is None:
+        return None
+    try:
+        part = PartSpec(
+            int(raw["index"]), int(raw["count"]), float(raw["start"]), float(raw["end"]), str(raw["parent"])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidJobError(f"malformed 'part' in job message: {exc}") from exc
+    if not (0 <= part.index < part.count and 0 <= part.start < part.end):
+        raise InvalidJobError(f"'part' out of range: {raw}")
+    return part
+
+
+def part_message(message: Mapping[str, Any], part: PartSpec) -> dict[str, Any]:
+    return {**message, "part": asdict(part)}
 
 
 def parse_options(raw: Any, defaults: TranscribeOptions) -> TranscribeOptions:
@@ -135,7 +230,7 @@ def _inline_audio(encoded: Any, limit: int) -> bytes | None:
         raise InvalidJobError(f"inline audio must be base64 of at most {limit} bytes; send a path or URI instead")
     try:
         return base64.b64decode(encoded, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise InvalidJobError("inline audio is not valid base64") from exc
 
 

@@ -32,7 +32,7 @@ def run_local_farm(settings: Settings) -> int:
     children = plan(settings)
     for child in children:
         child.env.update(env)
-    children += _flower(env)
+    children += _flower(env) + _metrics(settings, env)
     try:
         return Supervisor(children).run()
     finally:
@@ -52,5 +52,16 @@ def _flower(env: dict[str, str]) -> list[Child]:
     if importlib.util.find_spec("flower") is None:
         click.echo("flower is not installed; skipping it (pip install flower)", err=True)
         return []
-    argv = [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={FLOWER_PORT}"]
-    return [Child(replace(CPU, name="flower"), argv, os.environ | env)]
+    return [Child(replace(CPU, name="flower"), flower_argv(FLOWER_PORT), os.environ | env)]
+
+
+def flower_argv(port: int) -> list[str]:
+    """Flower on the farm's own Celery app, so it reads the broker from the same settings."""
+    return [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}"]
+
+
+def _metrics(settings: Settings, env: dict[str, str]) -> list[Child]:
+    if not settings.metrics_port or importlib.util.find_spec("prometheus_client") is None:
+        return []
+    argv = [sys.executable, "-m", "farm.cli", "metrics"]
+    return [Child(replace(CPU, name="metrics"), argv, os.environ | env)]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from farm.batching import Batcher, BatchPolicy, Direct
 from farm.config import Settings, get_settings
 from farm.engines import load_engine
 from farm.engines.base import EngineConfig, TranscribeOptions
+from farm.metrics import record_model_load
 from farm.models import resolve_model
-from farm.storage import S3Config
-from farm.transcription import Runtime, Transcriber
+from farm.storage import s3_config
+from farm.transcription import FanoutPolicy, Runtime, Transcriber
 
 _lock = threading.Lock()
 _runtime: list[Runtime] = []
@@ -45,9 +47,16 @@ def build_runtime(settings: Settings) -> Runtime:
         model=settings.model,
         defaults=default_options(settings),
         inline_limit=settings.inline_audio_limit,
-        s3=S3Config(),
+        s3=s3_config(settings),
         timeout_s=float(settings.soft_time_limit) if threaded else None,
+        fanout=_fanout(settings),
     )
+
+
+def _fanout(settings: Settings) -> FanoutPolicy | None:
+    if not settings.fanout_above_s:
+        return None
+    return FanoutPolicy(above_s=float(settings.fanout_above_s), part_s=float(settings.fanout_part_s))
 
 
 def _transcriber(settings: Settings) -> Transcriber:
@@ -63,6 +72,7 @@ def batch_policy(settings: Settings) -> BatchPolicy:
         batch_size=settings.batch_size,
         wait_s=settings.batch_wait_ms / 1000,
         pack=settings.pack,
+        max_batch_audio_s=settings.max_batch_audio_s,
     )
 
 
@@ -70,5 +80,12 @@ def get_runtime() -> Runtime:
     """This process's runtime; the model loads on the first call and never again."""
     with _lock:  # job threads may ask at once; only one may load the model
         if not _runtime:
-            _runtime.append(build_runtime(get_settings()))
+            _runtime.append(_timed_build(get_settings()))
         return _runtime[0]
+
+
+def _timed_build(settings: Settings) -> Runtime:
+    started = time.perf_counter()
+    runtime = build_runtime(settings)
+    record_model_load(settings, time.perf_counter() - started)
+    return runtime

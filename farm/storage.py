@@ -1,21 +1,40 @@
-"""Where audio comes from: local paths or ``s3://`` objects (boto3).
+"""Where audio comes from and results go: local paths or ``s3://`` objects (boto3).
 
-Back-end failures become typed errors: a missing object or denied access is
-permanent; a timeout or connection failure is retryable.
+Back-end failures become typed errors: a missing bucket or object and denied access are
+permanent; a timeout, a refused connection or a 5xx from the store is retryable.
+Credentials live only in ``S3Config`` (repr hides them) and never reach a message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
+from farm.config import Settings
 from farm.errors import (
     InvalidJobError,
     StorageAccessError,
     StorageNotFoundError,
     StorageUnavailableError,
+)
+from farm.input_roots import check_local_input
+
+T = TypeVar("T")
+_client_lock = threading.Lock()
+
+# Staged uploads land under this key prefix, one random folder per upload, so two
+# producers uploading "call.wav" never overwrite each other.
+STAGING_PREFIX = "uploads"
+
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+_DENIED = frozenset(
+    {"AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "Forbidden"}
 )
 
 
@@ -23,9 +42,23 @@ from farm.errors import (
 class S3Config:
     endpoint_url: str | None = None
     region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
     addressing_style: str = "auto"
+    timeout_s: float = 30.0
+    max_attempts: int = 3
+
+
+def s3_config(settings: Settings) -> S3Config:
+    """The S3 part of the settings; empty strings mean "let boto3 decide"."""
+    return S3Config(
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region or None,
+        access_key_id=settings.s3_access_key_id or None,
+        secret_access_key=settings.s3_secret_access_key or None,
+        addressing_style=settings.s3_addressing_style,
+        timeout_s=float(settings.s3_timeout_s),
+    )
 
 
 class Storage(Protocol):
@@ -33,10 +66,14 @@ class Storage(Protocol):
         """Return the object's bytes, or a local path the decoder can open directly."""
         ...
 
+    def write(self, reference: str, data: bytes, content_type: str) -> None:
+        """Create or replace the object at ``reference``."""
+        ...
+
 
 class LocalStorage:
     def read(self, reference: str) -> Path:
-        path = Path(reference.removeprefix("file://")).expanduser()
+        path = check_local_input(_local_path(reference))
         if not path.is_file():
             raise StorageNotFoundError(f"no such file: {path}")
         try:
@@ -44,6 +81,16 @@ class LocalStorage:
                 return path
         except PermissionError as exc:
             raise StorageAccessError(f"permission denied: {path}") from exc
+
+    def write(self, reference: str, data: bytes, content_type: str) -> None:
+        path = _local_path(reference)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except PermissionError as exc:
+            raise StorageAccessError(f"permission denied: {path}") from exc
+        except OSError as exc:
+            raise StorageUnavailableError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 class S3Storage:
@@ -53,25 +100,37 @@ class S3Storage:
 
     def read(self, reference: str) -> bytes:
         bucket, key = split_s3_uri(reference)
-        body: bytes = self._call(reference, lambda: self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())
-        return body
+        return self._call(reference, lambda: bytes(self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+    def write(self, reference: str, data: bytes, content_type: str) -> None:
+        bucket, key = split_s3_uri(reference)
+        put = {"Bucket": bucket, "Key": key, "Body": data, "ContentType": content_type}
+        self._call(reference, lambda: self._s3().put_object(**put))
+
+    def upload_file(self, path: Path, reference: str) -> None:
+        bucket, key = split_s3_uri(reference)
+        with open(path, "rb") as body:
+            self._call(reference, lambda: self._s3().put_object(Bucket=bucket, Key=key, Body=body))
+
+    def delete(self, reference: str) -> None:
+        bucket, key = split_s3_uri(reference)
+        self._call(reference, lambda: self._s3().delete_object(Bucket=bucket, Key=key))
+
+    def presign(self, reference: str, expires_s: int) -> str:
+        """A URL anyone may GET the object with until it expires; no request is made."""
+        bucket, key = split_s3_uri(reference)
+        params = {"Bucket": bucket, "Key": key}
+        url: str = self._call(
+            reference, lambda: self._s3().generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        )
+        return url
 
     def _s3(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.config.endpoint_url,
-                region_name=self.config.region,
-                aws_access_key_id=self.config.access_key_id,
-                aws_secret_access_key=self.config.secret_access_key,
-                config=Config(s3={"addressing_style": self.config.addressing_style}, retries={"max_attempts": 3}),
-            )
+            self._client = _s3_client(self.config)
         return self._client
 
-    def _call(self, reference: str, action: Any) -> Any:
+    def _call(self, reference: str, action: Callable[[], T]) -> T:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -82,13 +141,44 @@ class S3Storage:
             raise StorageUnavailableError(f"storage unavailable for {reference}: {type(exc).__name__}") from exc
 
 
+@cache
+def _s3_client(config: S3Config) -> Any:
+    # boto3 clients are thread-safe but creating them is not (the default session's
+    # loaders race), and each costs tens of milliseconds: one per configuration.
+    with _client_lock:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=config.endpoint_url,
+            region_name=config.region,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            config=Config(
+                s3={"addressing_style": config.addressing_style},
+                retries={"max_attempts": config.max_attempts, "mode": "standard"},
+                connect_timeout=config.timeout_s,
+                read_timeout=config.timeout_s,
+            ),
+        )
+
+
 def _client_error(reference: str, exc: Any) -> Exception:
     code = str(exc.response.get("Error", {}).get("Code", ""))
-    if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
-        return StorageNotFoundError(f"no such object: {reference}")
-    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return StorageAccessError(f"access denied: {reference}")
-    return StorageUnavailableError(f"storage error {code or 'unknown'} for {reference}")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _NOT_FOUND or status == 404:
+        return StorageNotFoundError(f"no such object: {reference} ({code or status})")
+    if code in _DENIED or status in (401, 403):
+        return StorageAccessError(f"access denied: {reference} ({code or status})")
+    if 400 <= status < 500 and status not in (408, 429):
+        # The store understood and refused: asking again gets the same answer.
+        return StorageAccessError(f"storage refused {reference}: {code or status}")
+    return StorageUnavailableError(f"storage error {code or status or 'unknown'} for {reference}")
+
+
+def _local_path(reference: str) -> Path:
+    return Path(reference.removeprefix("file://")).expanduser()
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -96,6 +186,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
         raise InvalidJobError(f"not an s3://bucket/key URI: {uri}")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def staging_uri(bucket: str, name: str) -> str:
+    """A fresh ``s3://`` key in the staging bucket for a file called ``name``."""
+    safe = Path(name).name or "audio"
+    return f"s3://{bucket}/{STAGING_PREFIX}/{uuid.uuid4().hex}/{safe}"
 
 
 def storage_for(reference: str, s3: S3Config) -> Storage:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from farm import audio as audio_io
-from farm.engines.base import Audio, ProgressCallback, TranscribeOptions
-from farm.jobs import JobSpec, parse_job, result_payload
+from farm import chunking, vad
+from farm.engines.base import SAMPLE_RATE, Audio, ProgressCallback, TranscribeOptions
+from farm.jobs import JobSpec, PartSpec, parse_job, part_message, result_payload
 from farm.storage import S3Config, storage_for
-from farm.transcript import Transcript
+from farm.transcript import Segment, Transcript
 
 # Called with the percentage (0-100) of the job's audio done.
 PercentCallback = Callable[[float], None]
@@ -39,6 +40,22 @@ class Transcriber(Protocol):
 
 
 @dataclass(frozen=True)
+class FanoutPolicy:
+    """Files longer than ``above_s`` are cut into parts of about ``part_s`` seconds."""
+
+    above_s: float
+    part_s: float
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """The job is long: run these part messages on any workers, then merge in order."""
+
+    messages: list[dict[str, Any]]
+    duration: float
+
+
+@dataclass(frozen=True)
 class Runtime:
     """What a worker process builds once at start and reuses for every job."""
 
@@ -49,24 +66,67 @@ class Runtime:
     inline_limit: int
     s3: S3Config
     timeout_s: float | None = None
+    fanout: FanoutPolicy | None = None
 
 
-def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict[str, Any]:
+def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str = "") -> dict[str, Any] | FanOut:
+    """Transcribe the job's audio, or (for a long file) say how to split it into parts."""
     with runtime.transcriber.job():
-        return _run_job(message, runtime, on_percent)
+        return _run_job(message, runtime, on_percent, job_id)
 
 
-def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback) -> dict[str, Any]:
+def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> dict[str, Any] | FanOut:
     started = time.perf_counter()
     spec = parse_job(message, runtime.defaults, runtime.inline_limit)
     samples = load_audio(spec, runtime.s3)
+    if spec.part is not None:
+        samples = samples[int(spec.part.start * SAMPLE_RATE) : int(spec.part.end * SAMPLE_RATE)]
+    elif runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
+        return _fan_out(message, samples, runtime.fanout, job_id)
+    transcript = _transcribe(samples, spec, runtime, on_percent)
+    if spec.part is not None:
+        transcript = shifted(transcript, spec.part.start)
+    return result_payload(transcript, spec, runtime.engine_name, runtime.model, time.perf_counter() - started)
+
+
+def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_percent: PercentCallback) -> Transcript:
     seconds = max(audio_io.duration(samples), 1e-6)
     on_percent(0.0)
     report = _throttled(lambda done: on_percent(min(100.0, 100.0 * done / seconds)))
     transcript = runtime.transcriber.transcribe(samples, spec.options, report, runtime.timeout_s)
+    if vad.looks_doubtful(transcript):
+        transcript = vad.without_invented_text(transcript, samples)
     on_percent(100.0)
-    total = time.perf_counter() - started
-    return result_payload(transcript, spec, runtime.engine_name, runtime.model, total)
+    return within(transcript, audio_io.duration(samples))
+
+
+def _fan_out(message: Any, samples: Audio, policy: FanoutPolicy, job_id: str) -> FanOut:
+    duration = audio_io.duration(samples)
+    spans = chunking.part_spans(duration, vad.speech_spans(samples), policy.part_s)
+    parts = [PartSpec(i, len(spans), span.start, span.end, job_id, duration) for i, span in enumerate(spans)]
+    return FanOut([part_message(message, part) for part in parts], duration)
+
+
+def within(transcript: Transcript, duration: float) -> Transcript:
+    """Whisper may stamp the last segment past the end of the audio; cap it there."""
+    segments = tuple(_capped_segment(segment, duration) for segment in transcript.segments)
+    return replace(transcript, segments=segments)
+
+
+def _capped_segment(segment: Segment, duration: float) -> Segment:
+    words = tuple(replace(w, start=min(w.start, duration), end=min(w.end, duration)) for w in segment.words)
+    return replace(segment, start=min(segment.start, duration), end=min(segment.end, duration), words=words)
+
+
+def shifted(transcript: Transcript, offset: float) -> Transcript:
+    """Times relative to the whole file instead of to the part."""
+    segments = tuple(_shift_segment(segment, offset) for segment in transcript.segments)
+    return replace(transcript, segments=segments)
+
+
+def _shift_segment(segment: Segment, offset: float) -> Segment:
+    words = tuple(replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3)) for w in segment.words)
+    return replace(segment, start=round(segment.start + offset, 3), end=round(segment.end + offset, 3), words=words)
 
 
 def load_audio(spec: JobSpec, s3: S3Config) -> Audio:

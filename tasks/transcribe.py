@@ -1,36 +1,110 @@
-"""The transcription task: parse the message, call the library, return JSON."""
+"""The transcription tasks: parse the message, call the library, return JSON.
+
+A long file becomes a chord: its parts run as ``farm.transcribe_part`` on any free
+worker, and ``farm.merge_parts`` joins them in order under the original job id, so the
+client follows one job whatever happens inside.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from celery import Task
+from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_failure
 
 from farm.config import get_settings
-from farm.constants import PROGRESS_STATE, TRANSCRIBE_TASK
-from farm.errors import JobTimeoutError, RetryableError
+from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
+from farm.errors import FarmError, JobTimeoutError, RetryableError
+from farm.merging import merge_parts
+from farm.outputs import fail_job, finish_job
 from farm.runtime import get_runtime
-from farm.transcription import run_job
+from farm.transcription import FanOut, run_job
 from tasks.app import app
 
+T = TypeVar("T")
+_ANNOUNCED = (TRANSCRIBE_TASK, TRANSCRIBE_PART_TASK, MERGE_PARTS_TASK)
+RETRY = {
+    "bind": True,
+    "autoretry_for": (RetryableError,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": get_settings().task_max_retries,
+}
 
-@app.task(
-    name=TRANSCRIBE_TASK,
-    bind=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=get_settings().task_max_retries,
-)
+
+@app.task(name=TRANSCRIBE_TASK, **RETRY)
 def transcribe(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     task_id = self.request.id  # the request is thread-local; progress comes from the dispatcher
+    outcome = _guarded(lambda: run_job(message, get_runtime(), _progress(self, task_id), task_id))
+    if isinstance(outcome, FanOut):
+        parts = [transcribe_part.s(part) for part in outcome.messages]
+        raise self.replace(chord(parts, merge.s(message.get("name", ""), message)))
+    return finish_job(task_id, message, outcome | {"worker": self.request.hostname})
 
-    def report(percent: float) -> None:
-        self.update_state(task_id=task_id, state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
 
+@app.task(name=TRANSCRIBE_PART_TASK, **RETRY)
+def transcribe_part(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+    part = message["part"]
+    report = _part_progress(self, part)
     try:
-        return run_job(message, get_runtime(), report)
+        outcome = _guarded(lambda: run_job(message, get_runtime(), report, self.request.id))
+    except FarmError as exc:
+        # Say which part failed, so a user can find the bad stretch of a long file.
+        label = f"part {part['index'] + 1}/{part['count']} ({part['start']:.0f}-{part['end']:.0f} s)"
+        raise type(exc)(f"{label}: {exc}") from exc
+    assert not isinstance(outcome, FanOut)  # a part never fans out again
+    return finish_job(self.request.id, message, outcome | {"worker": self.request.hostname})
+
+
+@app.task(name=MERGE_PARTS_TASK, bind=True)
+def merge(
+    self: Task, parts: list[dict[str, Any]], source: str, message: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    self.backend.client.delete(FANOUT_PROGRESS_KEY.format(job_id=self.request.id))
+    return finish_job(self.request.id, message or {}, merge_parts(parts, source))
+
+
+@task_failure.connect
+def _announce_failure(
+    sender: Task | None = None,
+    task_id: str = "",
+    exception: BaseException | None = None,
+    args: tuple[Any, ...] = (),
+    **_: Any,
+) -> None:
+    # Sent once a job fails for good, not on the retries before; the message is last.
+    if sender is not None and sender.name in _ANNOUNCED and exception is not None:
+        fail_job(task_id, args[-1] if args else {}, exception)
+
+
+def _guarded(call: Callable[[], T]) -> T:
+    try:
+        return call()
     except SoftTimeLimitExceeded as exc:
         limit = get_settings().soft_time_limit
         raise JobTimeoutError(f"timed out: the job ran longer than soft_time_limit ({limit} s)") from exc
+
+
+def _progress(task: Task, task_id: str) -> Callable[[float], None]:
+    def report(percent: float) -> None:
+        task.update_state(task_id=task_id, state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
+
+    return report
+
+
+def _part_progress(task: Task, part: dict[str, Any]) -> Callable[[float], None]:
+    """Report the share of the whole file done, summed over its parts, on the parent job."""
+    key = FANOUT_PROGRESS_KEY.format(job_id=part["parent"])
+    length = part["end"] - part["start"]
+    redis = task.backend.client
+
+    def report(percent: float) -> None:
+        redis.hset(key, str(part["index"]), percent / 100 * length)
+        redis.expire(key, get_settings().result_expires)
+        done = sum(float(v) for v in redis.hvals(key))
+        share = 100 * done / max(part["total"], 1e-6)
+        task.update_state(task_id=part["parent"], state=PROGRESS_STATE, meta={"percent": round(min(share, 99.9), 1)})
+
+    return report

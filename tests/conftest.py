@@ -92,8 +92,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(settings: Settings, log: Path, **extra: str) -> WorkerProcess:
-    """Start ``farm worker`` and wait until it answers a ping."""
+def start_worker(settings: Settings, log: Path, count: int = 1, **extra: str) -> WorkerProcess:
+    """Start ``farm worker`` and wait until ``count`` worker processes answer a ping."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "farm.cli", "worker"],
@@ -104,7 +104,7 @@ def start_worker(settings: Settings, log: Path, **extra: str) -> WorkerProcess:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, worker.output()
-        if client.workers(timeout=0.5):
+        if len(client.workers(timeout=0.5)) >= count:
             client.close()
             return worker
     worker.stop()
@@ -119,11 +119,11 @@ def worker(farm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @contextmanager
-def private_farm(settings: Settings, log: Path, **extra: str) -> Iterator[tuple[Client, WorkerProcess]]:
+def private_farm(settings: Settings, log: Path, count: int = 1, **extra: str) -> Iterator[tuple[Client, WorkerProcess]]:
     """A Redis and a worker of their own, so the session worker cannot take the jobs."""
     server = start_redis()
     own = replace(settings, broker_url=server.url, result_backend=server.url)
-    worker = start_worker(own, log, **extra)
+    worker = start_worker(own, log, count, **extra)
     farm_client = Client(own)
     try:
         yield farm_client, worker

@@ -17,9 +17,14 @@ SETTINGS_TARGET = "/etc/whisperfarm/settings.local.toml"
 GPU_WORKERS = {"worker-gpu0": "0", "worker-gpu1": "1"}
 
 
-def compose(binary: Path, settings: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def compose(
+    binary: Path, settings: Path, *args: str, token: str | None = "test-token"
+) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"FARM_SETTINGS_LOCAL": str(settings)}
     env.pop("FARM_IMAGE", None)
+    env.pop("FARM_API_TOKEN", None)
+    if token is not None:
+        env["FARM_API_TOKEN"] = token
     return subprocess.run(
         [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
         capture_output=True, text=True, env=env, timeout=60,
@@ -103,3 +108,13 @@ def _seconds(duration: str) -> float:
         total += float(number) * {"h": 3600, "m": 60, "s": 1}[char]
         number = ""
     return total
+
+
+def test_the_api_needs_a_token_and_shares_uploads_with_workers(compose_bin: Path, settings_file: Path) -> None:
+    refused = compose(compose_bin, settings_file, "config", token=None)
+    assert refused.returncode != 0 and "FARM_API_TOKEN" in refused.stderr
+    services = config(compose_bin, settings_file, "cpu")["services"]
+    assert services["api"]["environment"]["FARM_API_TOKEN"] == "test-token"
+    for name in ("api", "worker-cpu"):
+        assert services[name]["environment"]["FARM_UPLOAD_DIR"] == "/uploads"
+        assert any(v["target"] == "/uploads" and v["source"] == "uploads" for v in services[name]["volumes"])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from farm import audio
 from farm.engines import load_engine
 from farm.engines.base import EngineConfig, TranscribeOptions
@@ -31,3 +33,19 @@ def test_batch_keeps_input_order() -> None:
     for clip, result in zip(clips, results, strict=True):
         reference = set(normalise(str(clip["reference"])).split())
         assert len(reference & set(normalise(result.text).split())) > 0.5 * len(reference)
+
+
+def test_multilingual_base_detects_and_translates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model = resolve_model("base", "ctranslate2", str(tmp_path_factory.getbasetemp() / "ct2-models"))
+    engine = load_engine("ctranslate2", EngineConfig(model=model, compute_type="int8", cpu_threads=2))
+    german = audio.decode(EVAL / "picovoice_leopard" / "test_de.wav")
+    [heard] = engine.transcribe([german], TranscribeOptions(beam_size=1))
+    assert heard.language == "de" and heard.language_probability > 0.5
+    assert "portal" in normalise(heard.text)
+    [translated] = engine.transcribe([german], TranscribeOptions(task="translate", language="de", beam_size=1))
+    words = set(normalise(translated.text).split())
+    assert {"the", "was"} <= words and not {"der", "wurde"} & words
+    [prompted] = engine.transcribe(
+        [german], TranscribeOptions(language="de", beam_size=1, initial_prompt="Leichenhalle.")
+    )
+    assert "leichenhalle" in normalise(prompted.text)

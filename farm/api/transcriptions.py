@@ -1,0 +1,113 @@
+"""OpenAI-compatible ``/v1/audio/transcriptions`` and ``/v1/audio/translations``.
+
+They answer when the job is done, in OpenAI's shapes, so OpenAI's SDKs work by pointing
+``base_url`` at the farm. ``model`` is accepted and ignored: the workers' model answers.
+Long files belong on ``/v1/jobs``; these requests wait at most ``time_limit`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from farm.api import uploads
+from farm.api.errors import ERROR_RESPONSES, Responses
+from farm.api.results import wait_for_result
+from farm.api.schemas import Granularity, ResponseFormat, Segment, Transcription, Usage, VerboseTranscription, Word
+from farm.api.state import api_state
+from farm.formats import render
+
+router = APIRouter(prefix="/v1/audio", tags=["OpenAI-compatible"])
+
+SUCCESS: Responses = {
+    200: {
+        "description": "json and verbose_json: JSON; text, srt and vtt: plain text",
+        "model": Transcription | VerboseTranscription,
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+RESPONSES: Responses = {**SUCCESS, **ERROR_RESPONSES}
+
+AudioFile = Annotated[UploadFile, File(description="The audio: any format FFmpeg decodes")]
+Model = Annotated[str, Form(description="Accepted for compatibility; the farm's configured model answers")]
+Prompt = Annotated[str | None, Form(description="Text to steer spelling and style (initial prompt)")]
+Format = Annotated[ResponseFormat, Form()]
+Temperature = Annotated[float | None, Form(ge=0, le=1)]
+BeamSize = Annotated[int | None, Form(ge=1, le=20, description="farm extension: beam width")]
+
+
+@router.post("/transcriptions", responses=RESPONSES, response_class=Response, summary="Transcribe audio")
+async def create_transcription(
+    request: Request,
+    file: AudioFile,
+    model: Model,
+    language: Annotated[str | None, Form(description="ISO 639-1 code; empty: detect")] = None,
+    prompt: Prompt = None,
+    response_format: Format = "json",
+    temperature: Temperature = None,
+    timestamp_granularities: Annotated[list[Granularity] | None, Form(alias="timestamp_granularities[]")] = None,
+    beam_size: BeamSize = None,
+) -> Response:
+    words = "word" in (timestamp_granularities or [])
+    options = {"language": language or None, "initial_prompt": prompt, "temperature": temperature}
+    options |= {"beam_size": beam_size, "word_timestamps": words or None, "task": "transcribe"}
+    return await _answer(request, file, options, response_format)
+
+
+@router.post("/translations", responses=RESPONSES, response_class=Response, summary="Translate audio into English")
+async def create_translation(
+    request: Request,
+    file: AudioFile,
+    model: Model,
+    prompt: Prompt = None,
+    response_format: Format = "json",
+    temperature: Temperature = None,
+    beam_size: BeamSize = None,
+) -> Response:
+    options = {"initial_prompt": prompt, "temperature": temperature, "beam_size": beam_size, "task": "translate"}
+    return await _answer(request, file, options, response_format)
+
+
+async def _answer(request: Request, upload: UploadFile, options: dict[str, Any], fmt: str) -> Response:
+    state = api_state(request)
+    options = {key: value for key, value in options.items() if value is not None}
+    path = await run_in_threadpool(uploads.save, upload.file, upload.filename, state.settings)
+    try:
+        job = await run_in_threadpool(uploads.submit, state.client, path, **options)
+        await run_in_threadpool(state.registry.add, job.id, path.name)
+        result = await wait_for_result(job, state.settings.time_limit)
+    finally:
+        uploads.discard(path)
+    return openai_response(result, fmt, bool(options.get("word_timestamps")))
+
+
+def openai_response(result: Mapping[str, Any], fmt: str, words: bool) -> Response:
+    if fmt == "json":
+        return JSONResponse({"text": result["text"]})
+    if fmt == "verbose_json":
+        return JSONResponse(verbose_json(result, words))
+    text = render(result, "txt" if fmt == "text" else fmt)
+    return PlainTextResponse(text)
+
+
+def verbose_json(result: Mapping[str, Any], words: bool) -> dict[str, Any]:
+    body = VerboseTranscription(
+        task=result["task"],
+        language=result["language"],
+        duration=result["duration"],
+        text=result["text"],
+        segments=[_segment(segment) for segment in result.get("segments", [])],
+        words=[Word(word=w["word"], start=w["start"], end=w["end"]) for w in result["words"]] if words else None,
+        usage=Usage(seconds=result["duration"]),
+    )
+    return body.model_dump(exclude_none=True)
+
+
+def _segment(segment: Mapping[str, Any]) -> Segment:
+    # Whisper's "seek" is a 10 ms frame offset; token ids are not kept by the engines.
+    fields = {key: segment[key] for key in Segment.model_fields if key in segment}
+    return Segment(**fields | {"seek": round(float(segment["start"]) * 100), "tokens": []})

@@ -1,0 +1,237 @@
+"""Farm-wide Prometheus metrics, kept in Redis.
+
+Workers run as many processes on many hosts (and prefork children come and go), so
+each records into the broker's Redis with a few ``HINCRBY`` commands per job and any
+process serves the totals: ``farm api`` at ``/metrics`` and ``farm metrics`` on
+``metrics_port``. Queue depths are read from the broker at scrape time. Recording never
+fails a job: a Redis hiccup costs a data point, not a transcription.
+
+Only the serving side needs ``prometheus_client`` (the ``api`` extra); workers do not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import redis
+
+from farm.config import Settings
+from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = METRICS_KEY_PREFIX
+# kombu's Redis transport keeps each exchange's bindings in a set under this prefix;
+# every queue a worker ever consumed from has one, so queue depth needs no queue list.
+KOMBU_BINDING_PREFIX = "_kombu.binding."
+KOMBU_SEPARATOR = "\x06\x16"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # without "_total": prometheus_client adds it to counters
+    help: str
+    kind: str  # "counter" or "histogram"
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+
+JOBS = Metric("farm_jobs", "Jobs that ended, by final state", "counter", ("state",))
+AUDIO_SECONDS = Metric("farm_audio_seconds", "Seconds of audio transcribed", "counter")
+ERRORS = Metric("farm_job_errors", "Failed jobs by error type", "counter", ("type",))
+SPEED = Metric(
+    "farm_job_speed_xrt",
+    "Audio seconds transcribed per wall second, per job (x real time)",
+    "histogram",
+    buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+MODEL_LOAD = Metric(
+    "farm_model_load_seconds",
+    "Seconds a worker process took to load its model",
+    "histogram",
+    ("engine", "model"),
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+RECORDED = (JOBS, AUDIO_SECONDS, ERRORS, SPEED, MODEL_LOAD)
+
+
+@cache
+def shared_redis(url: str) -> redis.Redis:
+    """One connection pool per URL for the whole process."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+class Recorder:
+    """Adds to the farm's metrics in Redis; every method swallows Redis errors."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def count(self, metric: Metric, amount: float = 1, **labels: str) -> None:
+        self._run(lambda pipe: pipe.hincrbyfloat(_key(metric), _labels(metric, labels), amount))
+
+    def observe(self, metric: Metric, value: float, **labels: str) -> None:
+        field = _labels(metric, labels)
+        bucket = float(next((b for b in metric.buckets if value <= b), float("inf")))
+
+        def add(pipe: Any) -> None:
+            pipe.hincrbyfloat(_key(metric), f"{field}|sum", value)
+            pipe.hincrby(_key(metric), f"{field}|count", 1)
+            pipe.hincrby(_key(metric), f"{field}|le={bucket}", 1)
+
+        self._run(add)
+
+    def _run(self, commands: Any) -> None:
+        try:
+            pipe = shared_redis(self.url).pipeline(transaction=False)
+            commands(pipe)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not record a metric: %s", exc)
+
+
+def recorder(settings: Settings) -> Recorder:
+    return Recorder(settings.broker_url)
+
+
+def record_success(settings: Settings) -> None:
+    recorder(settings).count(JOBS, state="succeeded")
+
+
+def record_audio(settings: Settings, result: Mapping[str, Any]) -> None:
+    """Count a transcription's audio and its speed (a whole job or one part of one)."""
+    audio_s = float(result.get("duration", 0.0))
+    wall_s = float(result.get("timings", {}).get("total_s", 0.0))
+    metrics = recorder(settings)
+    metrics.count(AUDIO_SECONDS, audio_s)
+    if wall_s > 0:
+        metrics.observe(SPEED, audio_s / wall_s)
+
+
+def record_failure(settings: Settings, error: BaseException) -> None:
+    metrics = recorder(settings)
+    metrics.count(JOBS, state="failed")
+    metrics.count(ERRORS, type=type(error).__name__)
+
+
+def record_model_load(settings: Settings, seconds: float) -> None:
+    recorder(settings).observe(MODEL_LOAD, seconds, engine=settings.engine, model=settings.model)
+
+
+def _key(metric: Metric) -> str:
+    return KEY_PREFIX + metric.name
+
+
+def _labels(metric: Metric, labels: Mapping[str, str]) -> str:
+    # A JSON list in label order: a hash field that survives any character in a value.
+    return json.dumps([str(labels.get(name, "")) for name in metric.labels])
+
+
+# --- serving ---------------------------------------------------------------------
+
+
+class FarmCollector:
+    """A prometheus_client collector that reads the farm's totals from Redis per scrape."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+
+    def collect(self) -> Iterator[Any]:
+        client = shared_redis(self.broker_url)
+        try:
+            yield from (_family(metric, client.hgetall(_key(metric))) for metric in RECORDED)
+            yield _queue_depths(client)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("metrics unavailable: %s", exc)
+
+    def describe(self) -> Iterable[Any]:
+        return []  # no fixed description: the registry then never scrapes at register time
+
+
+def _family(metric: Metric, raw: Mapping[Any, Any]) -> Any:
+    values = {_text(field): float(value) for field, value in raw.items()}
+    if metric.kind == "counter":
+        return _counter(metric, values)
+    return _histogram(metric, values)
+
+
+def _counter(metric: Metric, values: Mapping[str, float]) -> Any:
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
+    for field, value in sorted(values.items()):
+        family.add_metric(json.loads(field), value)
+    return family
+
+
+def _histogram(metric: Metric, values: Mapping[str, float]) -> Any:
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+    for series in sorted({field.split("|", 1)[0] for field in values}):
+        cumulative, buckets = 0.0, []
+        for bound in (*metric.buckets, float("inf")):
+            cumulative += values.get(f"{series}|le={float(bound)}", 0.0)
+            buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), cumulative))
+        family.add_metric(json.loads(series), buckets, values.get(f"{series}|sum", 0.0))
+    return family
+
+
+def _queue_depths(client: redis.Redis) -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily("farm_queue_depth", "Jobs waiting in each farm queue", labels=("queue",))
+    for queue in sorted(farm_queues(client)):
+        family.add_metric([queue], float(client.llen(queue)))
+    return family
+
+
+def farm_queues(client: redis.Redis) -> set[str]:
+    """The farm's queues (shared, farm.cpu, farm.gpuN) that any worker has declared."""
+    queues = {SHARED_QUEUE}
+    for key in client.scan_iter(match=f"{KOMBU_BINDING_PREFIX}{SHARED_QUEUE}*", count=500):
+        for member in client.smembers(key):
+            queue = _text(member).rsplit(KOMBU_SEPARATOR, 1)[-1]
+            if queue == SHARED_QUEUE or queue.startswith(SHARED_QUEUE + "."):
+                queues.add(queue)
+    return queues
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def registry(settings: Settings) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    farm_registry = CollectorRegistry(auto_describe=False)
+    farm_registry.register(FarmCollector(settings.broker_url))
+    return farm_registry
+
+
+def exposition(settings: Settings) -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry(settings)), CONTENT_TYPE_LATEST
+
+
+def serve(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Serve ``/metrics`` on ``metrics_port`` until ``stop`` is set (forever by default)."""
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(settings.metrics_port, registry=registry(settings))
+    log.info("metrics on port %d", settings.metrics_port)
+    try:
+        while not (stop and stop.is_set()):
+            time.sleep(0.5)
+    finally:
+        server.shutdown()
+        thread.join()

@@ -1,0 +1,119 @@
+"""What happens once a job ends: result files, the webhook, the metrics.
+
+A job that names an ``output`` (or asks for ``formats`` when ``output_uri`` is set) gets
+``<output>/<job id>.<format>`` for each format, in S3 or a directory the workers share;
+the result then lists them under ``"outputs"``. Producers turn S3 outputs into presigned
+URLs (``presigned_urls``) so users need no credentials to fetch them.
+
+The tasks call ``finish_job`` with each result and ``fail_job`` when a job fails for
+good; both are safe to call for parts of a fanned-out file (only the whole job is
+announced).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from farm.config import Settings, get_settings
+from farm.constants import ENDED_KEY
+from farm.errors import FarmError
+from farm.formats import render
+from farm.jobs import Delivery, parse_delivery
+from farm.metrics import record_audio, record_failure, record_success, shared_redis
+from farm.storage import S3Config, S3Storage, s3_config, storage_for
+from farm.webhooks import build, job_event, send_later
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+DEFAULT_FORMATS = ("json",)
+# Set once per job id when its end is announced: a redelivered job or a second failing
+# part must not send a second webhook.
+
+
+def output_location(base: str, job_id: str, fmt: str) -> str:
+    return f"{base.rstrip('/')}/{job_id}.{fmt}"
+
+
+def write_outputs(
+    result: Mapping[str, Any], job_id: str, base: str, formats: tuple[str, ...], s3: S3Config
+) -> dict[str, str]:
+    """Render ``result`` in each format and store it; return where each one went."""
+    written = {}
+    for fmt in formats:
+        uri = output_location(base, job_id, fmt)
+        storage_for(uri, s3).write(uri, render(result, fmt).encode("utf-8"), CONTENT_TYPES[fmt])
+        written[fmt] = uri
+    return written
+
+
+def presigned_urls(outputs: Mapping[str, str], s3: S3Config, expires_s: int) -> dict[str, str]:
+    """HTTP(S) URLs for S3 outputs (anyone holding one may GET it until it expires)."""
+    storage = S3Storage(s3)
+    return {fmt: storage.presign(uri, expires_s) for fmt, uri in outputs.items() if uri.startswith("s3://")}
+
+
+def finish_job(
+    job_id: str, message: Mapping[str, Any], result: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Write the result files, count the job and queue its webhook; return the result."""
+    settings = settings or get_settings()
+    if "parts" not in result:  # a merged result's audio was counted part by part
+        record_audio(settings, result)
+    if message.get("part"):
+        return result
+    delivery = parse_delivery(message)
+    destination = delivery.output or (settings.output_uri if delivery.formats else "")
+    if destination:
+        formats = delivery.formats or DEFAULT_FORMATS
+        result = result | {"outputs": write_outputs(result, job_id, destination, formats, s3_config(settings))}
+    if _first_end(settings, job_id):
+        record_success(settings)
+        _notify(settings, delivery, job_event(job_id, "succeeded", result=result))
+    return result
+
+
+def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings | None = None) -> None:
+    """Count the failure and tell the callback URL, once per job (a part names its job)."""
+    settings = settings or get_settings()
+    message = message if isinstance(message, Mapping) else {}
+    part = message.get("part")
+    if isinstance(part, Mapping) and part.get("parent"):
+        job_id = str(part["parent"])
+    if not _first_end(settings, job_id):
+        return
+    record_failure(settings, error)
+    _notify(settings, _delivery_or_none(message), job_event(job_id, "failed", error=str(error) or type(error).__name__))
+
+
+def _delivery_or_none(message: Mapping[str, Any]) -> Delivery:
+    try:
+        return parse_delivery(message)
+    except FarmError:
+        return Delivery()  # the job failed because its fields were bad: nobody to tell
+
+
+def _notify(settings: Settings, delivery: Delivery, event: dict[str, Any]) -> None:
+    if delivery.callback_url:
+        send_later(build(delivery.callback_url, event, settings.webhook_secret), settings.webhook_max_attempts)
+
+
+def _first_end(settings: Settings, job_id: str) -> bool:
+    if not job_id:
+        return True
+    try:
+        key = ENDED_KEY.format(job_id=job_id)
+        return bool(shared_redis(settings.broker_url).set(key, 1, nx=True, ex=settings.result_expires))
+    except (redis.RedisError, OSError) as exc:
+        log.warning("cannot check whether job %s was announced: %s", job_id, exc)
+        return True

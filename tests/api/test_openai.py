@@ -1,0 +1,92 @@
+"""The official openai SDK against the farm's OpenAI-compatible endpoints, every response format."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+import pytest
+import srt
+import webvtt
+
+from tests.api.conftest import TOKEN
+from tests.conftest import EVAL, JFK_PHRASE, normalise
+
+# The SDK marks audio.translations deprecated; the farm still serves it.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
+
+JFK_MP3 = EVAL / "whisper_cpp" / "jfk.mp3"
+FAST = {"beam_size": 1}  # farm extension, sent as an extra form field
+
+
+@pytest.fixture(scope="module")
+def sdk(api_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{api_url}/v1", api_key=TOKEN, max_retries=0, timeout=120)
+
+
+def transcribe(sdk: openai.OpenAI, **kwargs: Any) -> Any:
+    with open(JFK_MP3, "rb") as audio:
+        return sdk.audio.transcriptions.create(file=audio, model="whisper-1", extra_body=FAST, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def answers(sdk: openai.OpenAI) -> dict[str, Any]:
+    # Sent at once: the worker packs concurrent jobs into shared windows.
+    requests = {
+        "json": {"response_format": "json", "language": "en"},
+        "text": {"response_format": "text"},
+        "srt": {"response_format": "srt"},
+        "vtt": {"response_format": "vtt", "prompt": "President Kennedy."},
+        "verbose_json": {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]},
+    }
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        futures = {name: pool.submit(transcribe, sdk, **kwargs) for name, kwargs in requests.items()}
+        with open(JFK_MP3, "rb") as audio:
+            translation = pool.submit(
+                sdk.audio.translations.create, file=audio, model="whisper-1", temperature=0.0, extra_body=FAST
+            ).result()
+        return {name: future.result() for name, future in futures.items()} | {"translation": translation}
+
+
+def test_json(answers: dict[str, Any]) -> None:
+    assert isinstance(answers["json"], openai.types.audio.Transcription)
+    assert JFK_PHRASE in normalise(answers["json"].text)
+
+
+def test_text(answers: dict[str, Any]) -> None:
+    assert isinstance(answers["text"], str) and JFK_PHRASE in normalise(answers["text"])
+
+
+def test_srt(answers: dict[str, Any]) -> None:
+    cues = list(srt.parse(answers["srt"]))
+    assert cues and JFK_PHRASE in normalise(" ".join(cue.content for cue in cues))
+    assert cues[-1].end.total_seconds() <= 11.01
+
+
+def test_vtt(answers: dict[str, Any]) -> None:
+    captions = list(webvtt.from_buffer(io.StringIO(answers["vtt"])))
+    assert captions and JFK_PHRASE in normalise(" ".join(c.text for c in captions))
+
+
+def test_verbose_json_with_words(answers: dict[str, Any]) -> None:
+    verbose = answers["verbose_json"]
+    assert isinstance(verbose, openai.types.audio.TranscriptionVerbose)
+    assert verbose.language == "en" and verbose.duration == pytest.approx(11.0, abs=0.1)
+    assert verbose.segments and all(s.start <= s.end for s in verbose.segments)
+    assert verbose.words and [w.start for w in verbose.words] == sorted(w.start for w in verbose.words)
+    assert JFK_PHRASE in normalise(" ".join(w.word for w in verbose.words))
+
+
+def test_translation(answers: dict[str, Any]) -> None:
+    # tiny.en is English-only: translating English is transcribing it.
+    assert JFK_PHRASE in normalise(answers["translation"].text)
+
+
+def test_sdk_errors_carry_the_message(sdk: openai.OpenAI, api_url: str) -> None:
+    with pytest.raises(openai.BadRequestError, match="unknown language code"):
+        transcribe(sdk, language="xx")
+    anonymous = openai.OpenAI(base_url=f"{api_url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="bearer token"), open(JFK_MP3, "rb") as audio:
+        anonymous.audio.transcriptions.create(file=audio, model="whisper-1")
