@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import redis
 
 from farm.client import Client
 from farm.config import Settings, load_settings
@@ -100,15 +101,33 @@ def start_worker(settings: Settings, log: Path, count: int = 1, **extra: str) ->
             env=worker_env(settings, **extra), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
     worker = WorkerProcess(process, log)
-    client = Client(settings)
+    try:
+        _wait_for_pings(Client(settings), worker, count)
+    except BaseException:
+        worker.stop()  # never leave an orphan worker behind a failed start
+        raise
+    return worker
+
+
+def _wait_for_pings(client: Client, worker: WorkerProcess, count: int) -> None:
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, worker.output()
-        if len(client.workers(timeout=0.5)) >= count:
-            client.close()
-            return worker
-    worker.stop()
-    raise AssertionError(f"worker did not start:\n{worker.output()}")
+    try:
+        while time.monotonic() < deadline:
+            assert worker.process.poll() is None, worker.output()
+            if len(_answering(client)) >= count:
+                return
+        raise AssertionError(f"worker did not start:\n{worker.output()}")
+    finally:
+        client.close()
+
+
+def _answering(client: Client) -> list[str]:
+    # A broadcast can meet a connection Redis dropped meanwhile; asking again is harmless.
+    try:
+        return client.workers(timeout=0.5)
+    except redis.exceptions.ConnectionError:
+        time.sleep(0.2)
+        return []
 
 
 @pytest.fixture(scope="session")
