@@ -1,9 +1,15 @@
 """What the queue costs: 1000 one-second jobs through the farm versus the engine in process.
 
-Latency: jobs sent one at a time (submit, wait for the result, next), so each job's
-latency is its own; "added" is the farm's percentile minus the in-process median
-(decode + transcribe of the same 1 s file). Throughput: all jobs submitted at once.
-A benchmark, not a test.
+Each job is a different second of real speech (cut from the 50 LibriSpeech clips and the
+long-form files), so packing and caching get no help from repeats.
+
+Latency: jobs sent one at a time (submit, wait for the result, next). The engine in
+process (decode + transcribe the same file, same threads) and the farm take turns in
+blocks of 25 jobs, so the machine's drift lands on both alike while neither runs right
+after the other's threads (which spin for a while after each call). "Added" is the
+farm's percentile minus the in-process one. The farm's own timings split the added time:
+what the worker spends outside the engine, and the rest (publish, delivery, result).
+Throughput: all jobs submitted at once. A benchmark, not a test.
 
     .venv/bin/python bench/queue_overhead.py [--jobs 1000]
 """
@@ -11,87 +17,151 @@ A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from corpus import EVAL
+from corpus import librispeech, longform
 
 from farm import audio
 from farm.benchmark import Combo, private_farm
+from farm.client import Client
 from farm.config import load_settings
 from farm.engines import load_engine
-from farm.engines.base import EngineConfig, TranscribeOptions
+from farm.engines.base import Engine, EngineConfig, TranscribeOptions
 from farm.models import resolve_model
 
+THREADS = 2
+BLOCK = 25
 OPTIONS = {"language": "en", "beam_size": 1}
+SECOND = audio.SAMPLE_RATE
 
 
-def one_second_clip(directory: Path) -> Path:
-    samples = audio.decode(EVAL / "openai_whisper" / "jfk.flac")[16000 * 3 : 16000 * 4]
-    target = directory / "one_second.wav"
-    with wave.open(str(target), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((samples * 32767).astype(np.int16).tobytes())
-    return target
+@dataclass
+class Timings:
+    local_decode: list[float] = field(default_factory=list)
+    local_engine: list[float] = field(default_factory=list)
+    farm: list[float] = field(default_factory=list)
+    worker_total: list[float] = field(default_factory=list)  # the job inside the worker
+    worker_engine: list[float] = field(default_factory=list)  # of which the engine call
+
+    @property
+    def local(self) -> list[float]:
+        return [d + e for d, e in zip(self.local_decode, self.local_engine, strict=True)]
 
 
-def in_process(clip: Path, jobs: int) -> list[float]:
+def speech_seconds() -> Iterator[np.ndarray]:
+    for clip in [*librispeech(), *longform()]:
+        samples = audio.decode(clip.path)
+        for start in range(0, len(samples) - SECOND + 1, SECOND):
+            yield samples[start : start + SECOND]
+
+
+def write_clips(directory: Path, count: int) -> list[Path]:
+    paths = []
+    for index, samples in zip(range(count), speech_seconds(), strict=False):
+        paths.append(directory / f"second_{index:04d}.wav")
+        with wave.open(str(paths[-1]), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(SECOND)
+            out.writeframes((samples * 32767).astype(np.int16).tobytes())
+    if len(paths) < count:
+        raise SystemExit(f"only {len(paths)} distinct seconds of speech in ../shared/eval")
+    return paths
+
+
+def in_process_engine() -> Engine:
     model = resolve_model("tiny.en", "ctranslate2", "/tmp")
-    engine = load_engine("ctranslate2", EngineConfig(model=model, compute_type="int8", cpu_threads=2))
-    options = TranscribeOptions(language="en", beam_size=1)
-    latencies = []
-    for _ in range(jobs + 5):
-        started = time.perf_counter()
-        engine.transcribe([audio.decode(clip)], options)
-        latencies.append(time.perf_counter() - started)
-    return latencies[5:]  # the first calls warm caches up
+    return load_engine("ctranslate2", EngineConfig(model=model, compute_type="int8", cpu_threads=THREADS))
 
 
-def through_farm(clip: Path, jobs: int) -> tuple[list[float], float]:
-    combo = Combo(devices="cpu", compute_type="int8", beam_size=1, concurrency=8, cpu_threads=2)
-    with private_farm(combo, load_settings()) as (client, _):
-        for job in client.submit_many([clip] * 10, **OPTIONS):
-            job.result(timeout=60)
-        latencies = []
-        for _ in range(jobs):
-            started = time.perf_counter()
-            client.submit(clip, **OPTIONS).result(timeout=60)
-            latencies.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for job in client.submit_many([clip] * jobs, **OPTIONS):
-            job.result(timeout=600)
-        burst_s = time.perf_counter() - started
-    return latencies, burst_s
+def time_local(engine: Engine, clip: Path, timings: Timings) -> None:
+    started = time.perf_counter()
+    samples = audio.decode(clip)
+    decoded = time.perf_counter()
+    engine.transcribe([samples], TranscribeOptions(language="en", beam_size=1))
+    timings.local_decode.append(decoded - started)
+    timings.local_engine.append(time.perf_counter() - decoded)
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+def time_farm(client: Client, clip: Path, timings: Timings) -> None:
+    started = time.perf_counter()
+    result = client.submit(clip, **OPTIONS).result(timeout=60)
+    timings.farm.append(time.perf_counter() - started)
+    timings.worker_total.append(result["timings"]["total_s"])
+    timings.worker_engine.append(result["timings"]["decode_s"])
+
+
+def latencies(client: Client, engine: Engine, clips: list[Path]) -> Timings:
+    for clip in clips[:10]:  # warm both up
+        time_local(engine, clip, Timings())
+        time_farm(client, clip, Timings())
+    timings = Timings()
+    for start in range(0, len(clips), BLOCK):
+        block = clips[start : start + BLOCK]
+        for clip in block:
+            time_local(engine, clip, timings)
+        for clip in block:
+            time_farm(client, clip, timings)
+    return timings
+
+
+def burst(client: Client, clips: list[Path]) -> float:
+    started = time.perf_counter()
+    for job in client.submit_many(clips, **OPTIONS):
+        job.result(timeout=900)
+    return time.perf_counter() - started
+
+
+def ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def row(name: str, values: list[float]) -> None:
+    print(f"| {name} | {ms(values, 50):.1f} | {ms(values, 99):.1f} |")
+
+
+def report(timings: Timings, burst_s: float, jobs: int) -> None:
+    print(f"{jobs} one-second jobs (distinct seconds of speech), tiny.en int8, greedy, {THREADS} threads")
+    print("| measure | p50 ms | p99 ms |\n| --- | ---: | ---: |")
+    row("in process: decode the file", timings.local_decode)
+    row("in process: decode + transcribe", timings.local)
+    row("farm, one job at a time: submit -> result", timings.farm)
+    direct = (ms(timings.farm, 50) - ms(timings.local, 50), ms(timings.farm, 99) - ms(timings.local, 99))
+    print(f"| added, farm percentile - in-process percentile | {direct[0]:.1f} | {direct[1]:.1f} |")
+    # Per job, without the engine's own run-to-run noise: the farm's time minus the time
+    # its engine call took, minus what decoding costs in process.
+    decode = ms(timings.local_decode, 50) / 1000
+    engines = timings.worker_engine
+    row("added per job: farm - its engine call - in-process decode", _minus(timings.farm, engines, decode))
+    row("... of it outside the worker: publish, delivery, result", _minus(timings.farm, timings.worker_total, 0))
+    row("... of it in the worker, outside engine and decode", _minus(timings.worker_total, engines, decode))
+    local_rate = len(timings.local) / sum(timings.local)
+    print(f"burst of {jobs} jobs at once: {jobs / burst_s:.1f} jobs/s ({burst_s:.1f} s)")
+    print(f"in process, one at a time: {local_rate:.1f} jobs/s")
+
+
+def _minus(totals: list[float], parts: list[float], constant: float) -> list[float]:
+    return [t - p - constant for t, p in zip(totals, parts, strict=True)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
+    combo = Combo(devices="cpu", compute_type="int8", beam_size=1, concurrency=8, cpu_threads=THREADS)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = one_second_clip(Path(tmp))
-        local = in_process(clip, args.jobs)
-        farm, burst_s = through_farm(clip, args.jobs)
-    base = statistics.median(local)
-    print(f"{args.jobs} one-second jobs, tiny.en int8 greedy, 2 threads")
-    print("| measure | p50 ms | p99 ms |")
-    print("| --- | ---: | ---: |")
-    print(f"| engine in process (decode + transcribe) | {base * 1000:.1f} | {percentile(local, 99) * 1000:.1f} |")
-    print(f"| farm, one job at a time | {percentile(farm, 50) * 1000:.1f} | {percentile(farm, 99) * 1000:.1f} |")
-    added50 = (percentile(farm, 50) - base) * 1000
-    added99 = (percentile(farm, 99) - base) * 1000
-    print(f"| added by the farm | {added50:.1f} | {added99:.1f} |")
-    print(f"burst of {args.jobs} jobs: {args.jobs / burst_s:.1f} jobs/s ({burst_s:.1f} s)")
+        clips = write_clips(Path(tmp), args.jobs)
+        engine = in_process_engine()
+        with private_farm(combo, load_settings()) as (client, _):
+            timings = latencies(client, engine, clips)
+            burst_s = burst(client, clips)
+    report(timings, burst_s, args.jobs)
 
 
 if __name__ == "__main__":

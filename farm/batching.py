@@ -11,6 +11,8 @@ threads at once.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import queue
 import threading
@@ -155,13 +157,32 @@ class Batcher:
 
     def _run(self, batch: list[_Request]) -> None:
         groups: dict[TranscribeOptions, list[_Request]] = {}
-        for request in batch:
+        for request in self._without_copies(batch):
             if self._packable(request):
                 groups.setdefault(_pack_key(request.options), []).append(request)
             else:
                 self._alone(request)
         for options, members in groups.items():
             self._packed(options, members)
+
+    def _without_copies(self, batch: list[_Request]) -> list[_Request]:
+        """Transcribe identical short clips with identical options once per round.
+
+        Copies of one clip packed into one window would run together into text Whisper
+        merges or drops, failing every copy's repetition check; one decode serves all.
+        """
+        firsts: dict[tuple[TranscribeOptions, bytes], _Request] = {}
+        unique = []
+        for request in batch:
+            if request.seconds > self.policy.window_s:
+                unique.append(request)  # hashing long audio costs more than a rare repeat saves
+                continue
+            first = firsts.setdefault((request.options, _fingerprint(request.audio)), request)
+            if first is request:
+                unique.append(request)
+            else:
+                first.future.add_done_callback(functools.partial(_copy_outcome, request.future))
+        return unique
 
     def _packable(self, request: _Request) -> bool:
         options = request.options
@@ -179,6 +200,11 @@ class Batcher:
         request.future.set_result(transcript)
 
     def _packed(self, options: TranscribeOptions, members: list[_Request]) -> None:
+        if len(members) == 1:
+            # Nothing to share the window with: word timings would cost ~10 % more for
+            # nothing, and the job keeps its own options.
+            self._alone(members[0])
+            return
         windows = packing.pack([m.audio for m in members], self.policy.window_s)
         for chunk in _chunks(windows, self.policy.batch_size):
             self._chunk(options, members, chunk)
@@ -226,6 +252,18 @@ def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Excepti
     for window in chunk:
         for placement in window.placements:
             members[placement.index].future.set_exception(exc)
+
+
+def _fingerprint(audio: Audio) -> bytes:
+    return hashlib.blake2b(audio.tobytes(), digest_size=16).digest()
+
+
+def _copy_outcome(copy: Future[Transcript], original: Future[Transcript]) -> None:
+    error = original.exception()
+    if error is not None:
+        copy.set_exception(error)
+    else:
+        copy.set_result(original.result())
 
 
 def _pack_key(options: TranscribeOptions) -> TranscribeOptions:

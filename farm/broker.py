@@ -44,8 +44,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_always_retry": True,
         "result_backend_max_retries": RESULT_STORE_RETRIES,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Three event messages per job otherwise; monitors (Flower) switch them on.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         **_tls_config(settings),
     }
 

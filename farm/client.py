@@ -143,7 +143,12 @@ class Client:
         message = self._message(source, options, delivery)
         self._check_broker()
         try:
-            sent = self.app.send_task(TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE)
+            # argsrepr is what logs and Flower show of the job: its name, not its options
+            # (which may hold a callback URL); Celery's repr of the message also cost more
+            # than the rest of submit().
+            sent = self.app.send_task(
+                TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE, argsrepr=repr(message["name"])
+            )
         except (OperationalError, OSError, RuntimeError, RedisError) as exc:
             # The message does not repeat the error text: it may quote the URL's password.
             url = _safe_url(self.settings.broker_url)

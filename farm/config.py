@@ -69,6 +69,7 @@ class Settings:
     inline_audio_limit: int
     embedded_broker: bool
     log_level: str
+    task_events: bool
     # Object storage, the REST API, webhooks and metrics; defaults match settings.toml.
     s3_endpoint_url: str = ""
     s3_region: str = ""
@@ -130,6 +131,7 @@ def _validators() -> list[Validator]:
         Validator("batch_size", must_exist=True, **positive),
         Validator("batch_wait_ms", must_exist=True, is_type_of=int, gte=0, lte=10_000),
         Validator("pack", must_exist=True, is_type_of=bool),
+        Validator("task_events", must_exist=True, is_type_of=bool),
         Validator("fanout_above_s", must_exist=True, is_type_of=int, gte=0),
         Validator("fanout_part_s", must_exist=True, is_type_of=int, gte=10),
         Validator("beam_size", must_exist=True, is_type_of=int, gte=1, lte=20),

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -68,6 +68,26 @@ def shared_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
+# One metric update, applied to a Redis pipeline; updates of one job travel together.
+Update = Callable[[Any], None]
+
+
+def counted(metric: Metric, amount: float = 1, **labels: str) -> Update:
+    return lambda pipe: pipe.hincrbyfloat(_key(metric), _labels(metric, labels), amount)
+
+
+def observed(metric: Metric, value: float, **labels: str) -> Update:
+    field = _labels(metric, labels)
+    bucket = float(next((b for b in metric.buckets if value <= b), float("inf")))
+
+    def add(pipe: Any) -> None:
+        pipe.hincrbyfloat(_key(metric), f"{field}|sum", value)
+        pipe.hincrby(_key(metric), f"{field}|count", 1)
+        pipe.hincrby(_key(metric), f"{field}|le={bucket}", 1)
+
+    return add
+
+
 class Recorder:
     """Adds to the farm's metrics in Redis; every method swallows Redis errors."""
 
@@ -75,23 +95,19 @@ class Recorder:
         self.url = url
 
     def count(self, metric: Metric, amount: float = 1, **labels: str) -> None:
-        self._run(lambda pipe: pipe.hincrbyfloat(_key(metric), _labels(metric, labels), amount))
+        self.record(counted(metric, amount, **labels))
 
     def observe(self, metric: Metric, value: float, **labels: str) -> None:
-        field = _labels(metric, labels)
-        bucket = float(next((b for b in metric.buckets if value <= b), float("inf")))
+        self.record(observed(metric, value, **labels))
 
-        def add(pipe: Any) -> None:
-            pipe.hincrbyfloat(_key(metric), f"{field}|sum", value)
-            pipe.hincrby(_key(metric), f"{field}|count", 1)
-            pipe.hincrby(_key(metric), f"{field}|le={bucket}", 1)
-
-        self._run(add)
-
-    def _run(self, commands: Any) -> None:
+    def record(self, *updates: Update) -> None:
+        """Apply ``updates`` in one round trip (a job's end is on every job's critical path)."""
+        if not updates:
+            return
         try:
             pipe = shared_redis(self.url).pipeline(transaction=False)
-            commands(pipe)
+            for update in updates:
+                update(pipe)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("could not record a metric: %s", exc)
@@ -101,24 +117,20 @@ def recorder(settings: Settings) -> Recorder:
     return Recorder(settings.broker_url)
 
 
-def record_success(settings: Settings) -> None:
-    recorder(settings).count(JOBS, state="succeeded")
-
-
-def record_audio(settings: Settings, result: Mapping[str, Any]) -> None:
-    """Count a transcription's audio and its speed (a whole job or one part of one)."""
+def audio_updates(result: Mapping[str, Any]) -> list[Update]:
+    """A transcription's audio seconds and speed (a whole job or one part of one)."""
     audio_s = float(result.get("duration", 0.0))
     wall_s = float(result.get("timings", {}).get("total_s", 0.0))
-    metrics = recorder(settings)
-    metrics.count(AUDIO_SECONDS, audio_s)
-    if wall_s > 0:
-        metrics.observe(SPEED, audio_s / wall_s)
+    speed = [observed(SPEED, audio_s / wall_s)] if wall_s > 0 else []
+    return [counted(AUDIO_SECONDS, audio_s), *speed]
+
+
+def success_update() -> Update:
+    return counted(JOBS, state="succeeded")
 
 
 def record_failure(settings: Settings, error: BaseException) -> None:
-    metrics = recorder(settings)
-    metrics.count(JOBS, state="failed")
-    metrics.count(ERRORS, type=type(error).__name__)
+    recorder(settings).record(counted(JOBS, state="failed"), counted(ERRORS, type=type(error).__name__))
 
 
 def record_model_load(settings: Settings, seconds: float) -> None:

@@ -23,7 +23,7 @@ from farm.constants import ENDED_KEY
 from farm.errors import FarmError
 from farm.formats import render
 from farm.jobs import Delivery, parse_delivery
-from farm.metrics import record_audio, record_failure, record_success, shared_redis
+from farm.metrics import audio_updates, record_failure, recorder, shared_redis, success_update
 from farm.storage import S3Config, S3Storage, s3_config, storage_for
 from farm.webhooks import build, job_event, send_later
 
@@ -68,17 +68,19 @@ def finish_job(
 ) -> dict[str, Any]:
     """Write the result files, count the job and queue its webhook; return the result."""
     settings = settings or get_settings()
-    if "parts" not in result:  # a merged result's audio was counted part by part
-        record_audio(settings, result)
+    # A merged result's audio was counted part by part.
+    updates = audio_updates(result) if "parts" not in result else []
     if message.get("part"):
+        recorder(settings).record(*updates)
         return result
     delivery = parse_delivery(message)
     destination = delivery.output or (settings.output_uri if delivery.formats else "")
     if destination:
         formats = delivery.formats or DEFAULT_FORMATS
         result = result | {"outputs": write_outputs(result, job_id, destination, formats, s3_config(settings))}
-    if _first_end(settings, job_id):
-        record_success(settings)
+    first = _first_end(settings, job_id)
+    recorder(settings).record(*updates, *([success_update()] if first else []))
+    if first:
         _notify(settings, delivery, job_event(job_id, "succeeded", result=result))
     return result
 

@@ -136,8 +136,9 @@ def load_audio(spec: JobSpec, s3: S3Config) -> Audio:
 
 
 def _throttled(report: Callable[[float], None], min_interval: float = 0.5) -> Callable[[float], None]:
-    # Each report is a Redis write; a long file yields hundreds of segments.
-    last = [0.0]
+    # Each report is a Redis write; a long file yields hundreds of segments. The first
+    # waits a whole interval too, so a short clip makes no write before its result.
+    last = [time.monotonic()]
 
     def maybe_report(done: float) -> None:
         now = time.monotonic()

@@ -12,6 +12,8 @@ from tests.conftest import EVAL, JFK
 
 # (suffix, container format, codec, sample rate, channels)
 ENCODINGS = [
+    ("wav", "wav", "pcm_s16le", 16000, 1),  # read without FFmpeg
+    ("wav", "wav", "pcm_s16le", 16000, 2),
     ("wav", "wav", "pcm_s16le", 8000, 1),
     ("wav", "wav", "pcm_f32le", 96000, 2),
     ("flac", "flac", "flac", 44100, 2),
@@ -52,6 +54,25 @@ def test_decodes_common_formats(tmp_path: Path, suffix: str, fmt: str, codec: st
     env_a = np.abs(original[:n]).reshape(-1, 1600).mean(axis=1)
     env_b = np.abs(decoded[:n]).reshape(-1, 1600).mean(axis=1)
     assert np.corrcoef(env_a, env_b)[0, 1] > 0.9
+
+
+def ffmpeg_decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)]) / 32768.0
+
+
+def test_plain_16k_wav_gives_ffmpegs_samples_exactly(tmp_path: Path) -> None:
+    target = tmp_path / "jfk.wav"
+    encode(audio.decode(JFK), 16000, target, "wav", "pcm_s16le", 1)
+    for source in (target, str(target), target.read_bytes()):
+        fast = audio.decode(source)
+        assert fast.dtype == np.float32 and np.array_equal(fast, ffmpeg_decode(target).astype(np.float32))
+
+
+def test_a_wav_that_only_looks_plain_still_decodes_or_fails_clearly(tmp_path: Path) -> None:
+    data = bytearray(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(30))  # a header with nothing behind it
+    with pytest.raises(AudioDecodeError, match="not decodable audio"):
+        audio.decode(bytes(data))
 
 
 def test_resamples_real_files_to_16k() -> None:

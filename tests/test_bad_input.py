@@ -188,7 +188,8 @@ def test_file_through_the_client(run: Run, case: Case) -> None:
     _check(outcome, case)
     if outcome.result is not None and case.name != "short_0.1s.wav":
         assert outcome.result["duration"] == pytest.approx(3.0, abs=0.01)
-        assert "fellow" in outcome.result["text"].lower()  # the speech came through (NaN/Inf as clicks)
+        # The speech came through: JFK's opening words (NaN/Inf samples, as clicks, garble the rest).
+        assert outcome.result["text"].lower().startswith("and so"), outcome.result["text"]
 
 
 def test_header_only_wav_is_rejected(run: Run) -> None:

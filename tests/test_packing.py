@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 from farm import audio, packing
 from farm.batching import Batcher, BatchPolicy
 from farm.engines import load_engine
-from farm.engines.base import Engine, EngineConfig, TranscribeOptions
+from farm.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
 from farm.models import resolve_model
-from farm.transcript import SAMPLE_RATE
+from farm.transcript import SAMPLE_RATE, Transcript
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 
@@ -159,3 +160,41 @@ def test_transformers_engine_packs_too(tiny_en_hf: Path, clips: list[tuple[np.nd
     engine = load_engine("transformers", EngineConfig(model=str(tiny_en_hf), cpu_threads=2))
     packer = Batcher(engine, BatchPolicy(max_jobs=4, wait_s=0.5), multilingual=engine.multilingual)
     assert_own_words_only(transcribe_together(packer, clips), clips)
+
+
+class CountingEngine:
+    """The real engine, counting the calls and windows the dispatcher makes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.multilingual = engine.multilingual
+        self.windows: list[int] = []
+
+    def transcribe(
+        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        self.windows.append(len(batch))
+        return self.engine.transcribe(batch, options)
+
+
+def test_copies_of_one_clip_in_a_round_are_decoded_once(engine: Engine, clips: list[tuple[np.ndarray, str]]) -> None:
+    counting = CountingEngine(engine)
+    packer = Batcher(counting, BatchPolicy(max_jobs=4, wait_s=0.5), multilingual=False)
+    options = TranscribeOptions(language="en", beam_size=1)
+    texts: list[str] = []
+
+    def job(clip: np.ndarray) -> None:
+        texts.append(normalise(packer.transcribe(clip, options, timeout=120).text))
+
+    first = threading.Thread(target=job, args=(np.concatenate([clips[1][0]] * 2),))  # keeps the dispatcher busy
+    first.start()
+    while not counting.windows:
+        time.sleep(0.01)
+    copies = [threading.Thread(target=job, args=(clips[0][0].copy(),)) for _ in range(4)]
+    for thread in copies:
+        thread.start()
+    for thread in [first, *copies]:
+        thread.join()
+    alone = normalise(engine.transcribe([clips[0][0]], options)[0].text)
+    assert texts[1:] == [alone] * 4  # every copy gets the text the clip has on its own
+    assert counting.windows == [1, 1]  # the busy job, then one decode for all four copies

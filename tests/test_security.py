@@ -122,7 +122,8 @@ def secret_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretFarm
         f'[default]\nbroker_url = "{server.url}"\ns3_endpoint_url = "{moto.url}"\ns3_addressing_style = "path"\n'
         f's3_access_key_id = "{S3_KEY_ID}"\ns3_secret_access_key = "{S3_SECRET}"\n',
     )
-    env = _env_for(settings_file, FARM_INPUT_ROOTS=f'["{base}"]')
+    # Task events from the start: Flower would switch them on only after its first 5 s.
+    env = _env_for(settings_file, FARM_INPUT_ROOTS=f'["{base}"]', FARM_TASK_EVENTS="true")
     with pytest.MonkeyPatch.context() as patch:
         settings = _load(env, patch)
     assert settings.broker_url == server.url  # from .secrets.toml, not the environment
