@@ -7,6 +7,7 @@ hour-long file never holds more than its decoded 16 kHz samples in memory.
 from __future__ import annotations
 
 import io
+import struct
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,8 @@ def _plain_wav(source: Source) -> Audio | None:
             if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
                 return None
             frames = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError, OSError):
-        return None  # odd or damaged: FFmpeg decides, and names the problem
+    except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error):
+        return None  # odd or damaged (the wave module raises all of these): FFmpeg decides
     if len(frames) < 2:
         return None
     return np.frombuffer(frames[: len(frames) // 2 * 2], "<i2").astype(np.float32) / 32768.0

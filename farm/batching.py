@@ -193,6 +193,8 @@ class Batcher:
 
     def _alone(self, request: _Request) -> None:
         try:
+            # The engine works through a long clip one window at a time.
+            self._check_budget(1, min(request.seconds, self.policy.window_s))
             [transcript] = self.engine.transcribe([request.audio], request.options, request.on_progress)
         except Exception as exc:  # handed to the waiting job thread, which re-raises it
             request.future.set_exception(exc)
@@ -237,15 +239,17 @@ class Batcher:
             member.future.set_result(piece)
 
     def _engine_call(self, options: TranscribeOptions, chunk: Sequence[packing.Window]) -> list[Transcript]:
-        seconds = sum(len(w.audio) for w in chunk) / SAMPLE_RATE
+        self._check_budget(len(chunk), sum(len(w.audio) for w in chunk) / SAMPLE_RATE)
+        return self.engine.transcribe([w.audio for w in chunk], options)
+
+    def _check_budget(self, windows: int, seconds: float) -> None:
         limit = self.policy.max_batch_audio_s
         if limit and seconds > limit:
             # Refused before the device is touched, along the same path a CUDA OOM takes.
             raise ResourceExhaustedError(
-                f"out of memory: a batch of {len(chunk)} windows ({seconds:.0f} s of audio) "
+                f"out of memory: a batch of {windows} windows ({seconds:.0f} s of audio) "
                 f"is over max_batch_audio_s ({limit:g} s)"
             )
-        return self.engine.transcribe([w.audio for w in chunk], options)
 
 
 def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Exception) -> None:
