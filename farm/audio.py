@@ -7,11 +7,13 @@ hour-long file never holds more than its decoded 16 kHz samples in memory.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import wave
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -21,24 +23,43 @@ from farm.errors import AudioDecodeError
 Source = str | Path | bytes | BinaryIO
 
 
-def decode(source: Source) -> Audio:
-    """Return the whole input as 16 kHz mono float32 in [-1, 1]."""
+def decode(source: Source, start: float = 0.0, end: float | None = None) -> Audio:
+    """Return the input (or its stretch from ``start`` to ``end`` seconds) as 16 kHz mono
+    float32 in [-1, 1]; a stretch is ``decode(source)[int(start * 16000):int(end * 16000)]``.
+
+    A stretch seeks instead of decoding what comes before it: each part of a fanned-out
+    hour-long file decodes its own minutes, not the whole hour.
+    """
     import av
 
-    pcm = _plain_wav(source)
+    span = _Span(int(start * SAMPLE_RATE), None if end is None else int(end * SAMPLE_RATE))
+    pcm = _plain_wav(source, span)
     if pcm is not None:
         return pcm
     try:
         with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
-            samples = np.concatenate([np.zeros(0, np.float32), *_decoded_chunks(container)])
+            samples = _decoded_span(container, span)
     except (AudioDecodeError, av.FFmpegError, ValueError, IndexError, OSError) as exc:
         raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {_reason(exc)}") from exc
-    if not len(samples):
+    if not len(samples) and not span.first:
         raise AudioDecodeError(f"{_describe(source)} is not decodable audio: it holds no audio samples")
     return _sanitised(samples)
 
 
-def _plain_wav(source: Source) -> Audio | None:
+@dataclass(frozen=True)
+class _Span:
+    """Sample indexes at 16 kHz: ``first`` up to (not including) ``last``; None: the end."""
+
+    first: int
+    last: int | None
+
+    def cut(self, samples: Audio, offset: int) -> Audio:
+        """``samples`` begin at sample ``offset`` of the file; keep this span of them."""
+        last = None if self.last is None else max(self.last - offset, 0)
+        return samples[max(self.first - offset, 0) : last]
+
+
+def _plain_wav(source: Source, span: _Span) -> Audio | None:
     """16 kHz mono 16-bit PCM WAV (what telephony and most recorders write), read directly.
 
     Opening any file with FFmpeg costs ~3 ms before the first sample; for a one-second
@@ -51,12 +72,20 @@ def _plain_wav(source: Source) -> Audio | None:
         with wave.open(_as_file(source)) as wav:
             if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
                 return None
-            frames = wav.readframes(wav.getnframes())
+            frames = _wav_frames(wav, span)
     except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error):
         return None  # odd or damaged (the wave module raises all of these): FFmpeg decides
-    if len(frames) < 2:
+    if len(frames) < 2 and not span.first:
         return None
     return np.frombuffer(frames[: len(frames) // 2 * 2], "<i2").astype(np.float32) / 32768.0
+
+
+def _wav_frames(wav: wave.Wave_read, span: _Span) -> bytes:
+    total = wav.getnframes()
+    first = min(span.first, total)
+    wav.setpos(first)
+    last = total if span.last is None else min(max(span.last, first), total)
+    return wav.readframes(last - first)
 
 
 def _head(source: Source) -> bytes | None:
@@ -81,16 +110,42 @@ def duration(audio: Audio) -> float:
     return len(audio) / SAMPLE_RATE
 
 
-def _decoded_chunks(container: av.container.InputContainer) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821
+def _decoded_span(container: av.container.InputContainer, span: _Span) -> Audio:  # type: ignore[name-defined]  # noqa: F821
     import av
 
     if not container.streams.audio:
         raise AudioDecodeError("it has no audio track")
     stream = container.streams.audio[0]
+    frames, offset = _frames_from(container, stream, span.first)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    for frame in container.decode(stream):
-        yield from _resampled(resampler, frame)
-    yield from _resampled(resampler, None)
+    chunks: list[Audio] = [np.zeros(0, np.float32)]
+    have = offset
+    for frame in itertools.chain(frames, [None]):  # None flushes the resampler
+        for chunk in _resampled(resampler, frame):
+            chunks.append(chunk)
+            have += len(chunk)
+        if span.last is not None and have >= span.last:
+            break  # the rest of the file is not this span's
+    return span.cut(np.concatenate(chunks), offset)
+
+
+def _frames_from(container: Any, stream: Any, first: int) -> tuple[Iterator[Any], int]:
+    """Decoded frames from near sample ``first`` on, and the sample index they start at."""
+    import av
+
+    if first <= 0:
+        return container.decode(stream), 0
+    try:
+        container.seek(first * 1_000_000 // SAMPLE_RATE)  # to the keyframe at or before it
+    except (av.FFmpegError, OSError, ValueError):  # a stream that cannot seek: read through
+        return container.decode(stream), 0
+    frames = container.decode(stream)
+    head = next(frames, None)
+    if head is None or head.time is None:  # no timestamps to place the frames: start over
+        container.seek(0)
+        return container.decode(stream), 0
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return itertools.chain([head], frames), round((head.time - origin) * SAMPLE_RATE)
 
 
 def _resampled(resampler: av.AudioResampler, frame: object) -> Iterator[Audio]:  # type: ignore[name-defined]  # noqa: F821

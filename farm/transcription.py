@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from farm import audio as audio_io
 from farm import chunking, vad
-from farm.engines.base import SAMPLE_RATE, Audio, ProgressCallback, TranscribeOptions
+from farm.engines.base import Audio, ProgressCallback, TranscribeOptions
 from farm.jobs import JobSpec, PartSpec, parse_job, part_message, result_payload
 from farm.storage import S3Config, storage_for
 from farm.transcript import Segment, Transcript
@@ -79,9 +79,7 @@ def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id
     started = time.perf_counter()
     spec = parse_job(message, runtime.defaults, runtime.inline_limit)
     samples = load_audio(spec, runtime.s3)
-    if spec.part is not None:
-        samples = samples[int(spec.part.start * SAMPLE_RATE) : int(spec.part.end * SAMPLE_RATE)]
-    elif runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
+    if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
         return _fan_out(message, samples, runtime.fanout, job_id)
     transcript = _transcribe(samples, spec, runtime, on_percent)
     if spec.part is not None:
@@ -130,9 +128,11 @@ def _shift_segment(segment: Segment, offset: float) -> Segment:
 
 
 def load_audio(spec: JobSpec, s3: S3Config) -> Audio:
+    """The job's audio; a part's own stretch of the file only."""
+    start, end = (spec.part.start, spec.part.end) if spec.part is not None else (0.0, None)
     if spec.inline_audio is not None:
-        return audio_io.decode(spec.inline_audio)
-    return audio_io.decode(storage_for(spec.audio, s3).read(spec.audio))
+        return audio_io.decode(spec.inline_audio, start, end)
+    return audio_io.decode(storage_for(spec.audio, s3).read(spec.audio), start, end)
 
 
 def _throttled(report: Callable[[float], None], min_interval: float = 0.5) -> Callable[[float], None]:

@@ -75,6 +75,32 @@ def test_a_wav_that_only_looks_plain_still_decodes_or_fails_clearly(tmp_path: Pa
         audio.decode(bytes(data))
 
 
+@pytest.mark.parametrize(("suffix", "fmt", "codec", "rate", "channels"), ENCODINGS)
+def test_a_stretch_is_the_whole_file_sliced(
+    tmp_path: Path, suffix: str, fmt: str, codec: str, rate: int, channels: int
+) -> None:
+    target = tmp_path / f"long-{codec}-{rate}-{channels}.{suffix}"
+    encode(np.tile(audio.decode(JFK), 3), rate, target, fmt, codec, channels)  # 33 s: seeking skips frames
+    start, end = 12.3, 20.8
+    expected = audio.decode(target)[int(start * 16000) : int(end * 16000)]
+    stretch = audio.decode(target, start, end)
+    assert abs(len(stretch) - len(expected)) <= 16  # 1 ms
+    n = min(len(stretch), len(expected))
+    settled = slice(64, n)  # a resampler starting afresh differs for its first few samples
+    if rate == 16000:  # nothing to resample: the very same samples
+        assert np.abs(stretch[settled] - expected[settled]).max() < 1e-4
+    else:  # resampling from another start point lands between the old output samples
+        assert np.corrcoef(stretch[settled], expected[settled])[0, 1] > 0.95
+
+
+def test_a_stretch_deep_in_a_long_file_and_past_its_end() -> None:
+    long = EVAL / "longform" / "librispeech_test-other_dev_50utt.flac"  # 406 s at 16 kHz
+    whole = audio.decode(long)
+    assert np.array_equal(audio.decode(long.read_bytes(), 300.0, 330.0), whole[300 * 16000 : 330 * 16000])
+    assert np.array_equal(audio.decode(long, 400.5, 999.0), whole[int(400.5 * 16000) :])
+    assert len(audio.decode(long, 500.0, 510.0)) == 0  # past the end: nothing, not an error
+
+
 def test_resamples_real_files_to_16k() -> None:
     eight_k = audio.decode(EVAL / "joinly" / "OSR_us_000_0034_8k.wav")
     assert abs(audio.duration(eight_k) - 35.55) < 0.1
