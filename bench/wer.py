@@ -13,32 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import corpus
 from corpus import EVAL, Clip, librispeech
 
-from farm.client import Client
+from farm.benchmark import AudioSet, Combo, measure
 from farm.config import load_settings
 from farm.models import resolve_model
-from farm.redis_server import start_redis
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
 class Run:
     name: str
-    hypotheses: list[str]
+    wer: float
     wall_s: float
-
-
-def wer(clips: list[Clip], hypotheses: list[str]) -> float:
-    return corpus.wer([c.reference for c in clips], hypotheses)
 
 
 def run_direct(clips: list[Clip], beam_size: int, threads: int) -> Run:
@@ -50,50 +41,21 @@ def run_direct(clips: list[Clip], beam_size: int, threads: int) -> Run:
     for clip in clips:
         segments, _ = model.transcribe(str(clip.path), beam_size=beam_size, language="en")
         texts.append("".join(s.text for s in segments))
-    return Run("faster-whisper direct (in process)", texts, time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return Run("faster-whisper direct (in process)", corpus.wer([c.reference for c in clips], texts), wall)
 
 
 def run_farm(clips: list[Clip], beam_size: int, threads: int) -> Run:
-    server = start_redis()
-    env = os.environ | {
-        "FARM_BROKER_URL": server.url,
-        "FARM_RESULT_BACKEND": server.url,
-        "FARM_DEVICES": "cpu",
-        "FARM_CPU_THREADS": str(threads),
-        "FARM_COMPUTE_TYPE": "int8",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "farm.cli", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    client = Client(replace(load_settings(), broker_url=server.url, result_backend=server.url))
-    try:
-        warm_up(client, clips[0])
-        started = time.perf_counter()
-        jobs = client.submit_many([c.path for c in clips], beam_size=beam_size, language="en")
-        texts = [job.result(timeout=600)["text"] for job in jobs]
-        return Run("whisperfarm (client -> Redis -> worker)", texts, time.perf_counter() - started)
-    finally:
-        client.close()
-        worker.terminate()
-        worker.wait(timeout=60)
-        server.stop()
-
-
-def warm_up(client: Client, clip: Clip) -> None:
-    # The worker loads its model at start; time the steady state, as for the direct run.
-    deadline = time.monotonic() + 120
-    while not client.workers(timeout=0.5):
-        if time.monotonic() > deadline:
-            raise RuntimeError("worker did not start")
-    client.submit(clip.path).result(timeout=300)
+    # One worker process, the model's threads as above; timed after every job slot warmed up.
+    combo = Combo(devices="cpu", compute_type="int8", beam_size=beam_size, cpu_threads=threads, cpu_workers=1)
+    audio = AudioSet([c.path for c in clips], [c.duration for c in clips], [c.reference for c in clips])
+    measured = measure(combo, audio, load_settings(), {"language": "en"})
+    assert measured.wer is not None
+    return Run("whisperfarm (client -> Redis -> worker)", measured.wer, measured.wall_s)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--eval", type=Path, default=EVAL)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -107,7 +69,7 @@ def main() -> None:
     print("| run | WER % | wall s | xRT |")
     print("| --- | ---: | ---: | ---: |")
     for run in runs:
-        print(f"| {run.name} | {wer(clips, run.hypotheses):.2f} | {run.wall_s:.1f} | {audio_s / run.wall_s:.1f} |")
+        print(f"| {run.name} | {run.wer:.2f} | {run.wall_s:.1f} | {audio_s / run.wall_s:.1f} |")
 
 
 if __name__ == "__main__":

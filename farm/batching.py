@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from farm import packing
 from farm.engines.base import Audio, Engine, ProgressCallback
@@ -49,6 +49,7 @@ class _Request:
     options: TranscribeOptions
     on_progress: ProgressCallback | None
     future: Future[Transcript]
+    abandoned: threading.Event = field(default_factory=threading.Event)  # its job gave up waiting
 
     @property
     def seconds(self) -> float:
@@ -123,6 +124,7 @@ class Batcher:
         try:
             return request.future.result(timeout)
         except TimeoutError:
+            request.abandoned.set()  # stops the engine at its next segment if already running
             request.future.cancel()
             raise JobTimeoutError(f"timed out: no transcript within {timeout:.0f} s") from None
 
@@ -195,7 +197,7 @@ class Batcher:
         try:
             # The engine works through a long clip one window at a time.
             self._check_budget(1, min(request.seconds, self.policy.window_s))
-            [transcript] = self.engine.transcribe([request.audio], request.options, request.on_progress)
+            [transcript] = self.engine.transcribe([request.audio], request.options, _stoppable(request))
         except Exception as exc:  # handed to the waiting job thread, which re-raises it
             request.future.set_exception(exc)
             return
@@ -250,6 +252,22 @@ class Batcher:
                 f"out of memory: a batch of {windows} windows ({seconds:.0f} s of audio) "
                 f"is over max_batch_audio_s ({limit:g} s)"
             )
+
+
+def _stoppable(request: _Request) -> ProgressCallback:
+    """The job's progress callback, raising once the job is abandoned.
+
+    The engines report after each decoded segment; raising there frees the model for the
+    jobs queued behind instead of finishing a long file nobody waits for.
+    """
+
+    def report(seconds: float) -> None:
+        if request.abandoned.is_set():
+            raise JobTimeoutError("abandoned: the job stopped waiting for its transcript")
+        if request.on_progress is not None:
+            request.on_progress(seconds)
+
+    return report
 
 
 def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Exception) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -21,33 +23,42 @@ from farm.errors import BrokerUnavailableError, ConfigError, FarmError
 from farm.formats import render
 from farm.progress import follow
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 @click.group()
 def main() -> None:
     """whisperfarm: speech to text on a farm of Whisper workers."""
 
 
-def _job_options(language: str | None, task: str | None, beam_size: int | None, words: bool) -> dict[str, Any]:
-    options: dict[str, Any] = {"language": language, "task": task, "beam_size": beam_size}
-    if words:
-        options["word_timestamps"] = True
-    return {k: v for k, v in options.items() if v is not None}
+@dataclass(frozen=True)
+class Decoding:
+    """What the decoding flags shared by `transcribe` and `submit` ask of every job."""
+
+    options: dict[str, Any]
+    queue: str | None
 
 
-def decoding_options(command: F) -> F:
-    for option in reversed(
-        [
-            click.option("--language", help="ISO 639-1 code, or 'auto' to detect (default from settings)"),
-            click.option("--task", type=click.Choice(["transcribe", "translate"])),
-            click.option("--beam-size", type=int),
-            click.option("--word-timestamps", "words", is_flag=True, help="add word-level timestamps"),
-            click.option("--queue", help="send to this queue (e.g. farm.gpu0) instead of the shared one"),
-        ]
-    ):
-        command = option(command)
-    return command
+def decoding_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the decoding flags to ``command``, which receives them as one ``decoding``."""
+
+    @functools.wraps(command)
+    def with_decoding(
+        *args: Any, language: str | None, task: str | None, beam_size: int | None, words: bool, queue: str | None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        options = {"language": language, "task": task, "beam_size": beam_size, "word_timestamps": words or None}
+        chosen = {key: value for key, value in options.items() if value is not None}
+        command(*args, decoding=Decoding(chosen, queue), **kwargs)
+
+    flags = [
+        click.option("--language", help="ISO 639-1 code, or 'auto' to detect (default from settings)"),
+        click.option("--task", type=click.Choice(["transcribe", "translate"])),
+        click.option("--beam-size", type=int),
+        click.option("--word-timestamps", "words", is_flag=True, help="add word-level timestamps"),
+        click.option("--queue", help="send to this queue (e.g. farm.gpu0) instead of the shared one"),
+    ]
+    for flag in reversed(flags):
+        with_decoding = flag(with_decoding)
+    return with_decoding
 
 
 @main.command()
@@ -66,17 +77,13 @@ def transcribe(
     out: Path | None,
     timeout: float | None,
     output: str | None,
-    language: str | None,
-    task: str | None,
-    beam_size: int | None,
-    words: bool,
-    queue: str | None,
+    decoding: Decoding,
 ) -> None:
     """Transcribe FILES (paths or s3:// URIs) and print or write the results."""
-    options = _job_options(language, task, beam_size, words)
+    options = decoding.options | _delivery(output, formats)
     with ExitStack() as stack:
         client = Client(_reachable_farm(get_settings(), stack))
-        jobs = [client.submit(f, queue=queue, **options, **_delivery(output, formats)) for f in files]
+        jobs = [client.submit(f, queue=decoding.queue, **options) for f in files]
         follow(jobs, timeout)
         failures = _emit_outputs(jobs) if output and out is None else _emit(jobs, formats, out)
     if failures:
@@ -145,20 +152,11 @@ def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Pat
 @click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), help="with --output")
 @decoding_options
 @friendly_errors
-def submit(
-    files: tuple[str, ...],
-    output: str | None,
-    formats: tuple[str, ...],
-    language: str | None,
-    task: str | None,
-    beam_size: int | None,
-    words: bool,
-    queue: str | None,
-) -> None:
+def submit(files: tuple[str, ...], output: str | None, formats: tuple[str, ...], decoding: Decoding) -> None:
     """Queue FILES and print one job id per line."""
     client = Client(_answering_broker())
-    options = _job_options(language, task, beam_size, words) | _delivery(output, formats)
-    for job in client.submit_many(files, queue=queue, **options):
+    options = decoding.options | _delivery(output, formats)
+    for job in client.submit_many(files, queue=decoding.queue, **options):
         click.echo(job.id)
 
 

@@ -9,19 +9,26 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pytest
 import redis
 
+from farm.batching import Batcher, BatchPolicy
 from farm.config import Settings
-from farm.errors import JobFailedError
-from tests.conftest import ROOT, worker_env
+from farm.engines import load_engine
+from farm.engines.base import Audio, Engine, ProgressCallback, TranscribeOptions
+from farm.errors import JobFailedError, JobTimeoutError
+from farm.runtime import engine_config
+from farm.transcript import Transcript
+from tests.conftest import JFK_PHRASE, ROOT, normalise, worker_env
 from tests.reliability.conftest import Farm, celery_processes, own_farm, wait_until
-from tests.reliability.media import clip
+from tests.reliability.media import clip, jfk_samples
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +98,47 @@ def test_threads_pool_soft_limit_is_a_clear_timeout(farm_settings: Settings, tmp
         job = farm.client.submit(clip(tmp_path, 30.0, "long.wav"), **OPTIONS)
         with pytest.raises(JobFailedError, match=r"timed out: no transcript within 1 s"):
             job.result(timeout=60)
-        # The dispatcher still finishes the abandoned clip; then the worker serves again.
+        # The dispatcher stops the abandoned clip at its next segment; the worker serves again.
         short = clip(tmp_path, 3.0)
         recovered = _first_success(farm, short, deadline_s=120)
     print(f"threads pool: soft limit -> 'timed out'; the worker served again {recovered:.1f} s later")
+
+
+class SegmentSpy:
+    """The real engine, noting the end of every segment it decodes, call by call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.multilingual = engine.multilingual
+        self.calls: list[list[float]] = []
+
+    def transcribe(
+        self, batch: Sequence[Audio], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        reached: list[float] = []
+        self.calls.append(reached)
+
+        def spy(seconds: float) -> None:
+            reached.append(seconds)
+            if on_progress is not None:
+                on_progress(seconds)
+
+        return self.engine.transcribe(batch, options, spy)
+
+
+def test_an_abandoned_clip_frees_the_model_at_its_next_segment(farm_settings: Settings) -> None:
+    spy = SegmentSpy(load_engine("ctranslate2", engine_config(replace(farm_settings, cpu_threads=2))))
+    batcher = Batcher(spy, BatchPolicy(max_jobs=2), multilingual=False)
+    options = TranscribeOptions(language="en", beam_size=1)
+    long = np.tile(jfk_samples(), 19)  # 209 s: ten seconds or more of work on a CPU
+    with pytest.raises(JobTimeoutError, match=r"no transcript within 1 s"):
+        batcher.transcribe(long, options, timeout=1.0)
+    started = time.monotonic()
+    short = batcher.transcribe(jfk_samples(), options, timeout=60)
+    took = time.monotonic() - started
+    print(f"abandoned at 1 s after {max(spy.calls[0]):.0f} s of audio; the next job took {took:.1f} s")
+    assert JFK_PHRASE in normalise(short.text)
+    assert max(spy.calls[0]) < 100  # stopped at a segment soon after, not run to 209 s
 
 
 def _first_success(farm: Farm, audio: Path, deadline_s: float) -> float:
