@@ -13,23 +13,18 @@ import itertools
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from farm.client import Client
 from farm.config import Settings
+from farm.embedded import local_farm
 from farm.memory import PeakMemory
-from farm.redis_server import start_redis
-
-WORKER_START_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -140,27 +135,13 @@ def _measurement(combo: Combo, audio: AudioSet, texts: list[str], wall: float, p
 
 @contextmanager
 def private_farm(combo: Combo, settings: Settings) -> Iterator[tuple[Client, int]]:
-    server = start_redis()
-    env = os.environ | combo.env() | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url}
-    argv = [sys.executable, "-m", "farm.cli", "worker"]
-    log = tempfile.NamedTemporaryFile(prefix="farm-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    worker = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    client = Client(replace(settings, broker_url=server.url, result_backend=server.url))
-    try:
-        _wait_for_workers(client, worker, combo.processes, log.name)
-        yield client, worker.pid
-    finally:
-        client.close()
-        worker.terminate()
-        worker.wait(timeout=120)
-        server.stop()
-
-
-def _wait_for_workers(client: Client, worker: subprocess.Popen[bytes], count: int, log: str) -> None:
-    deadline = time.monotonic() + WORKER_START_S
-    while len(client.workers(timeout=0.5)) < count:
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the benchmark's workers did not start; see {log}")
+    """A fresh farm of shape ``combo`` behind a private Redis: its client and worker pid."""
+    with local_farm(settings, combo.env(), combo.processes) as farm:
+        client = Client(farm.settings)
+        try:
+            yield client, farm.worker_pid
+        finally:
+            client.close()
 
 
 def _warm_up(client: Client, first: Path, combo: Combo, options: Mapping[str, Any]) -> None:

@@ -99,7 +99,7 @@ def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
     from farm.embedded import local_farm
 
     click.echo(f"{reason}; starting a private Redis and worker", err=True)
-    return stack.enter_context(local_farm(settings))
+    return stack.enter_context(local_farm(settings)).settings
 
 
 def _answering_broker() -> Settings:

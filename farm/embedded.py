@@ -11,47 +11,54 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from farm.client import Client
 from farm.config import Settings
 from farm.errors import BrokerUnavailableError
 from farm.redis_server import start_redis
 
-WORKER_START_TIMEOUT_S = 120.0
+WORKER_START_TIMEOUT_S = 300.0  # a first start may assemble or convert the model
+
+
+@dataclass(frozen=True)
+class LocalFarm:
+    settings: Settings  # pointing at the private Redis
+    worker_pid: int  # the `farm worker` supervisor (its children run the jobs)
 
 
 @contextmanager
-def local_farm(settings: Settings) -> Iterator[Settings]:
-    """Yield settings that point at a private Redis with a live worker behind it."""
+def local_farm(settings: Settings, env: Mapping[str, str] | None = None, processes: int = 1) -> Iterator[LocalFarm]:
+    """A private Redis and one `farm worker` (with ``env`` on top of this process's),
+    yielded once ``processes`` worker processes answer a ping."""
     server = start_redis()
     local = replace(settings, broker_url=server.url, result_backend=server.url)
     log = tempfile.NamedTemporaryFile(prefix="farm-worker-", suffix=".log", delete=False)  # noqa: SIM115  (outlives this block)
     worker = subprocess.Popen(
         [sys.executable, "-m", "farm.cli", "worker"],
-        env=os.environ | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url},
+        env=os.environ | dict(env or {}) | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_worker(local, worker, log.name)
-        yield local
+        _wait_for_workers(local, worker, processes, log.name)
+        yield LocalFarm(local, worker.pid)
     finally:
         _stop(worker)
         server.stop()
         log.close()
 
 
-def _wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes], log_path: str) -> None:
+def _wait_for_workers(settings: Settings, worker: subprocess.Popen[bytes], count: int, log_path: str) -> None:
     client = Client(settings)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
             if worker.poll() is not None:
                 raise BrokerUnavailableError(f"the local worker exited at start; see {log_path}")
-            if client.workers(timeout=0.5):
+            if len(client.workers(timeout=0.5)) >= count:
                 return
         raise BrokerUnavailableError(f"the local worker did not start in time; see {log_path}")
     finally:
