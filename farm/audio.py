@@ -65,9 +65,8 @@ def _plain_wav(source: Source, span: _Span) -> Audio | None:
     Opening any file with FFmpeg costs ~3 ms before the first sample; for a one-second
     clip that was as much as the farm's whole queue. The samples are FFmpeg's exactly.
     """
-    head = _head(source)
-    if head is None or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
+    if not isinstance(source, (bytes, str, Path)):
+        return None  # a stream read here could not be read again by FFmpeg
     try:
         with wave.open(_as_file(source)) as wav:
             if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
@@ -86,18 +85,6 @@ def _wav_frames(wav: wave.Wave_read, span: _Span) -> bytes:
     wav.setpos(first)
     last = total if span.last is None else min(max(span.last, first), total)
     return wav.readframes(last - first)
-
-
-def _head(source: Source) -> bytes | None:
-    if isinstance(source, bytes):
-        return source[:12]
-    if isinstance(source, (str, Path)):
-        try:
-            with open(source, "rb") as file:
-                return file.read(12)
-        except OSError:
-            return None  # FFmpeg reports it
-    return None
 
 
 def _reason(exc: Exception) -> str:

@@ -173,6 +173,8 @@ class Batcher:
         Copies of one clip packed into one window would run together into text Whisper
         merges or drops, failing every copy's repetition check; one decode serves all.
         """
+        if len(batch) < 2:
+            return batch  # nothing to compare: no hashing on a lone job's path
         firsts: dict[tuple[TranscribeOptions, bytes], _Request] = {}
         unique = []
         for request in batch:

@@ -89,7 +89,6 @@ def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id
 
 def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_percent: PercentCallback) -> Transcript:
     seconds = max(audio_io.duration(samples), 1e-6)
-    on_percent(0.0)
     report = _throttled(lambda done: on_percent(min(100.0, 100.0 * done / seconds)))
     transcript = runtime.transcriber.transcribe(samples, spec.options, report, runtime.timeout_s)
     if vad.looks_doubtful(transcript):

@@ -89,9 +89,9 @@ def _guarded(call: Callable[[], T]) -> T:
 
 def _progress(task: Task, task_id: str) -> Callable[[float], None]:
     def report(percent: float) -> None:
-        if not 0 < percent < 100:
-            # STARTED already reads as 0 % and SUCCESS as 100 %: for a short clip these
-            # two writes were a fifth of what the queue added to its latency.
+        if percent >= 100:
+            # SUCCESS follows at once and reads as 100 %; for a short clip this write and
+            # the 0 % one (no longer made) were a fifth of what the queue added.
             return
         task.update_state(task_id=task_id, state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
 
