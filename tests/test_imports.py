@@ -29,3 +29,10 @@ def test_client_needs_no_numeric_stack() -> None:
 def test_library_modules_do_not_import_celery() -> None:
     modules = imported_after("import farm.audio, farm.engines, farm.storage, farm.formats, farm.transcription")
     assert "celery" not in modules
+
+
+def test_the_command_line_loads_only_the_subcommand_it_runs() -> None:
+    # `farm capacity` must answer in well under a second: no Celery, Redis client or Dynaconf.
+    modules = imported_after("from farm.cli import main; main.get_command(None, 'capacity')")
+    assert not {"celery", "redis", "dynaconf"} & modules
+    assert "farm.commands.capacity" in modules and "farm.commands.jobs" not in modules

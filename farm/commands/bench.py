@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from farm.cli_errors import friendly_errors
+from farm.commands.errors import friendly_errors
 from farm.config import get_settings
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)

@@ -1,0 +1,1 @@
+"""The ``farm`` subcommands, one module per group of commands; ``farm.cli`` loads only the one asked for."""
