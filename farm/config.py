@@ -91,6 +91,7 @@ class Settings:
     metrics_port: int = 9808
     # Input limits, memory and Redis security (docs/reliability.md).
     input_roots: list[str] = field(default_factory=list)
+    output_roots: list[str] = field(default_factory=list)
     max_input_mb: int = 2048
     max_memory_per_child: int = 0
     max_batch_audio_s: int = 0
@@ -174,6 +175,7 @@ def _reliability_validators() -> list[Validator]:
     tls_files = ("redis_tls_ca_certs", "redis_tls_certfile", "redis_tls_keyfile")
     return [
         Validator("input_roots", is_type_of=list, default=[]),
+        Validator("output_roots", is_type_of=list, default=[]),
         Validator("max_input_mb", is_type_of=int, gte=0, default=2048),
         Validator("max_memory_per_child", is_type_of=int, gte=0, default=0),
         Validator("max_batch_audio_s", is_type_of=int, gte=0, default=0),
@@ -234,6 +236,7 @@ def _typed(raw: Dynaconf) -> Settings:
     values["device_concurrency"] = {str(k): int(v) for k, v in dict(values["device_concurrency"]).items()}
     values["result_backend"] = values["result_backend"] or values["broker_url"]
     values["input_roots"] = [str(root) for root in values["input_roots"]]
+    values["output_roots"] = [str(root) for root in values["output_roots"]]
     settings = Settings(env=str(raw.current_env).lower(), **values, sources=_sources(raw, names))
     _check_consistency(settings)
     return settings

@@ -23,7 +23,7 @@ from farm.errors import (
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.input_roots import check_local_input
+from farm.roots import check_local_input, check_local_output
 
 T = TypeVar("T")
 _client_lock = threading.Lock()
@@ -83,7 +83,7 @@ class LocalStorage:
             raise StorageAccessError(f"permission denied: {path}") from exc
 
     def write(self, reference: str, data: bytes, content_type: str) -> None:
-        path = _local_path(reference)
+        path = check_local_output(_local_path(reference))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

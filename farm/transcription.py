@@ -16,6 +16,7 @@ from farm import audio as audio_io
 from farm import chunking, vad
 from farm.engines.base import Audio, ProgressCallback, TranscribeOptions
 from farm.jobs import JobSpec, PartSpec, parse_job, part_message, result_payload
+from farm.roots import check_output_directory
 from farm.storage import S3Config, storage_for
 from farm.transcript import Segment, Transcript
 
@@ -78,6 +79,7 @@ def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id:
 def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> dict[str, Any] | FanOut:
     started = time.perf_counter()
     spec = parse_job(message, runtime.defaults, runtime.inline_limit)
+    check_output_directory(spec.delivery.output)
     samples = load_audio(spec, runtime.s3)
     if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
         return _fan_out(message, samples, runtime.fanout, job_id)

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 NOT_AUDIO = r"is not decodable audio"
 OUTSIDE = r"is outside the directories this farm reads inputs from \(input_roots\)"
+NOT_WRITABLE = r"is outside the directories this farm writes results to \(output_roots\)"
 GOOD_JOBS = 6
 
 
@@ -71,6 +72,7 @@ HEADER_ONLY = Case("header_only.wav", r"no audio|not decodable", "AudioDecodeErr
 def _messages(inputs: Path, inline_limit: int) -> dict[str, Any]:
     """Job messages put on the queue directly, bypassing every client-side check."""
     audio = str(inputs / "good-0.wav")
+    results = inputs.parent / "results"
     return {
         "not_an_object": "just a string",
         "audio_not_a_string": {"audio": 42},
@@ -92,6 +94,10 @@ def _messages(inputs: Path, inline_limit: int) -> dict[str, Any]:
         "file_uri_out_of_root": {"audio": "file:///etc/passwd"},
         "missing_file_in_root": {"audio": str(inputs / "missing.wav")},
         "symlink_out_of_root": {"audio": str(inputs / "symlink_to_audio_outside.wav")},
+        "output_in_root": {"audio": audio, "output": str(results), "formats": ["txt"]},
+        "output_out_of_root": {"audio": audio, "output": str(inputs.parent / "elsewhere"), "formats": ["txt"]},
+        "output_dotdot_out_of_root": {"audio": audio, "output": f"{results}/../elsewhere", "formats": ["txt"]},
+        "output_symlink_out_of_root": {"audio": audio, "output": str(results / "escape"), "formats": ["txt"]},
     }
 
 
@@ -116,6 +122,10 @@ MESSAGE_CASES = [
     Case("file_uri_out_of_root", OUTSIDE, "StorageAccessError"),
     Case("missing_file_in_root", r"no such file: .*missing\.wav", "StorageNotFoundError"),
     Case("symlink_out_of_root", OUTSIDE, "StorageAccessError"),
+    Case("output_in_root", None),
+    Case("output_out_of_root", NOT_WRITABLE, "StorageAccessError"),
+    Case("output_dotdot_out_of_root", NOT_WRITABLE, "StorageAccessError"),
+    Case("output_symlink_out_of_root", NOT_WRITABLE, "StorageAccessError"),
 ]
 
 
@@ -143,7 +153,12 @@ def run(farm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     inputs.mkdir()
     files = bad_inputs(inputs)
     goods = [clip(inputs, 3.0, f"good-{i}.wav", offset=i) for i in range(GOOD_JOBS)]
-    extra = {"FARM_INPUT_ROOTS": f'["{inputs}"]', "FARM_MAX_INPUT_MB": "1", "FARM_CONCURRENCY": "2"}
+    (base / "results").mkdir()
+    (base / "results" / "escape").symlink_to(base / "elsewhere", target_is_directory=True)
+    extra = {
+        "FARM_INPUT_ROOTS": f'["{inputs}"]', "FARM_OUTPUT_ROOTS": f'["{base / "results"}"]',
+        "FARM_MAX_INPUT_MB": "1", "FARM_CONCURRENCY": "2",
+    }  # fmt: skip
     with own_farm(farm_settings, base, **extra) as farm:
         client = farm.client
         results: dict[str, Any] = {}
@@ -199,6 +214,14 @@ def test_header_only_wav_is_rejected(run: Run) -> None:
 @pytest.mark.parametrize("case", MESSAGE_CASES, ids=lambda c: c.name)
 def test_message_put_on_the_queue_directly(run: Run, case: Case) -> None:
     _check(run.outcomes[case.name], case)
+
+
+def test_results_are_written_only_inside_the_output_roots(run: Run) -> None:
+    base = run.inputs.parent
+    written = run.outcomes["output_in_root"].result
+    assert written is not None and Path(written["outputs"]["txt"]).parent == base / "results"
+    assert Path(written["outputs"]["txt"]).read_text().lower().startswith("and so")
+    assert not (base / "elsewhere").exists()  # refused before anything was made, even a directory
 
 
 def test_message_without_arguments_fails_without_harm(run: Run) -> None:

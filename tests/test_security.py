@@ -29,9 +29,10 @@ from farm.client import Client
 from farm.config import Settings, load_settings
 from farm.constants import SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import BrokerUnavailableError, InvalidJobError, StorageAccessError
-from farm.input_roots import check_local_input
 from farm.local import flower_argv
+from farm.outputs import output_location
 from farm.redis_server import free_port, redis_binary, start_redis
+from farm.roots import check_local_input, check_local_output
 from tests.api.servers import MotoServer, start_moto, wait_for_http
 from tests.conftest import ROOT, WorkerProcess
 from tests.reliability.conftest import own_farm, wait_until
@@ -339,6 +340,19 @@ def test_upload_dir_is_always_a_root_and_size_is_limited(roots: tuple[Settings, 
 def test_no_roots_means_any_readable_path(farm_settings: Settings) -> None:
     assert farm_settings.input_roots == []
     assert check_local_input(Path("/etc/hostname"), farm_settings) == Path("/etc/hostname").resolve()
+
+
+def test_outputs_only_inside_the_output_roots(tmp_path: Path, farm_settings: Settings) -> None:
+    results, default = tmp_path / "results", tmp_path / "default"
+    results.mkdir()
+    settings = replace(farm_settings, output_roots=[str(results)], output_uri=f"file://{default}")
+    assert check_local_output(results / "new" / "a.txt", settings) == (results / "new" / "a.txt").resolve()
+    assert check_local_output(default / "a.txt", settings) == (default / "a.txt").resolve()  # output_uri
+    # A job id is part of the file name: one with ../ in it must not lead out either.
+    for escape in [results / ".." / "a.txt", Path(output_location(str(results), "../../x", "txt"))]:
+        with pytest.raises(StorageAccessError, match=r"outside the directories this farm writes results to"):
+            check_local_output(escape, settings)
+    assert check_local_output(Path("/tmp/x.txt"), farm_settings) == Path("/tmp/x.txt").resolve()  # no roots
 
 
 # --- the API's token, and pinned dependencies -----------------------------------------------
