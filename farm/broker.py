@@ -7,10 +7,14 @@ package build their apps from the same dictionary.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
 
+# kombu's Redis transport, but an unreadable item on a queue is dropped instead of
+# stopping the worker process (farm/worker_transport.py).
+WORKER_TRANSPORT = "farm.worker_transport:Transport"
 # Tries to store a result while Redis is away (exponential backoff capped at 10 s, so
 # about a minute): a job that finished during a Redis restart keeps its result.
 RESULT_STORE_RETRIES = 15
@@ -49,6 +53,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": settings.task_events,
         **_tls_config(settings),
     }
+
+
+def worker_celery_config(settings: Settings) -> dict[str, Any]:
+    """``celery_config`` plus what only a consuming worker needs."""
+    redis_broker = urlparse(settings.broker_url).scheme in ("redis", "rediss")
+    return celery_config(settings) | ({"broker_transport": WORKER_TRANSPORT} if redis_broker else {})
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

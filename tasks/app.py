@@ -8,13 +8,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from farm.broker import celery_config
+from farm.broker import worker_celery_config
 from farm.config import get_settings
 
 log = logging.getLogger(__name__)
 
 app = Celery("whisperfarm")
-app.conf.update(celery_config(get_settings()))
+app.conf.update(worker_celery_config(get_settings()))
 
 
 @worker_process_init.connect
