@@ -64,6 +64,9 @@ class Measurement:
     beam_size: int
     batch_size: int
     concurrency: int
+    pack: bool
+    processes: int
+    cpu_threads: int
     audio_s: float
     wall_s: float
     xrt: float
@@ -115,7 +118,8 @@ def measure(
 
 def _measurement(combo: Combo, audio: AudioSet, texts: list[str], wall: float, peak: PeakMemory) -> Measurement:
     return Measurement(
-        name=f"{combo.engine}/{combo.model}/{combo.devices}/{combo.compute_type}/b{combo.batch_size}/c{combo.concurrency}",
+        name=f"{combo.engine}/{combo.model}/{combo.devices}/{combo.compute_type}/b{combo.batch_size}/c{combo.concurrency}"
+        + ("" if combo.pack else "/unpacked"),
         engine=combo.engine,
         model=combo.model,
         device="cpu" if combo.devices == "cpu" else "auto",
@@ -123,6 +127,9 @@ def _measurement(combo: Combo, audio: AudioSet, texts: list[str], wall: float, p
         beam_size=combo.beam_size,
         batch_size=combo.batch_size,
         concurrency=combo.concurrency,
+        pack=combo.pack,
+        processes=combo.processes,
+        cpu_threads=combo.cpu_threads,
         audio_s=round(audio.seconds, 2),
         wall_s=round(wall, 3),
         xrt=round(audio.seconds / wall, 2),
