@@ -231,13 +231,14 @@ class Batcher:
             _fail(members, chunk, exc)
             return
         for window, transcript in zip(chunk, transcripts, strict=True):
+            doubtful = packing.doubtful(window, transcript)
             for index, piece in packing.split(window, transcript).items():
-                self._settle(members[index], piece)
+                self._settle(members[index], piece, trusted=index not in doubtful)
 
-    def _settle(self, member: _Request, piece: Transcript) -> None:
+    def _settle(self, member: _Request, piece: Transcript, trusted: bool) -> None:
         # The repetition check runs per job, not per window: two jobs saying the same
         # thing must not look like a decoding loop (it would trigger a sampled retry).
-        if _repetitive(piece, member.options.compression_ratio_threshold):
+        if not trusted or _repetitive(piece, member.options.compression_ratio_threshold):
             self._alone(member)
         else:
             member.future.set_result(piece)

@@ -19,8 +19,7 @@ def check_local_input(path: Path, settings: Settings | None = None) -> Path:
     """The path with every symlink resolved; a permanent error when it is off limits."""
     settings = settings or get_settings()
     resolved = path.resolve()  # follows each link, so one inside a root cannot lead out of it
-    roots = allowed_roots(settings)
-    if roots and not any(resolved.is_relative_to(root) for root in roots):
+    if _outside(resolved, allowed_roots(settings)):
         # Refused before the existence check: the answer must not reveal what exists outside.
         raise StorageAccessError(f"{path} is outside the directories this farm reads inputs from (input_roots)")
     _check_size(resolved, settings.max_input_mb)
@@ -31,8 +30,7 @@ def check_local_output(path: Path, settings: Settings | None = None) -> Path:
     """Where a result file at ``path`` really lands; a permanent error when that is off limits."""
     settings = settings or get_settings()
     resolved = path.resolve()  # an existing link in the path counts where it leads
-    roots = allowed_output_roots(settings)
-    if roots and not any(resolved.is_relative_to(root) for root in roots):
+    if _outside(resolved, allowed_output_roots(settings)):
         raise StorageAccessError(f"{path} is outside the directories this farm writes results to (output_roots)")
     return resolved
 
@@ -55,6 +53,11 @@ def allowed_output_roots(settings: Settings) -> list[Path]:
     local_default = urlparse(settings.output_uri).scheme in ("", "file")
     default = settings.output_uri.removeprefix("file://") if local_default else ""
     return _resolved([*settings.output_roots, default])
+
+
+def _outside(resolved: Path, roots: list[Path]) -> bool:
+    """No roots: anything goes. A root is a directory, not a string prefix (/x/a-evil is not in /x/a)."""
+    return bool(roots) and not any(resolved.is_relative_to(root) for root in roots)
 
 
 def _resolved(roots: list[str]) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from farm.batching import Batcher, BatchPolicy
 from farm.engines import load_engine
 from farm.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
 from farm.models import resolve_model
-from farm.transcript import SAMPLE_RATE, Transcript
+from farm.transcript import SAMPLE_RATE, Segment, Transcript, Word
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 
@@ -42,6 +43,31 @@ def test_placements_point_at_the_right_samples() -> None:
         start = int(placement.offset * SAMPLE_RATE)
         assert window.audio[start + 10] == placement.index + 1
         assert window.audio[start - 10] == 0 if placement.offset else True
+
+
+def _segment(*words: tuple[str, float, float]) -> Segment:
+    timed = tuple(Word(start, end, f" {text}", 0.9) for text, start, end in words)
+    return Segment(0, timed[0].start, timed[-1].end, "".join(w.word for w in timed), words=timed)
+
+
+def test_clips_run_together_or_skipped_are_doubtful() -> None:
+    # Three 4 s clips at 0-4, 5-9 and 10-14 s (1 s gaps).
+    [window] = packing.pack([seconds(4), seconds(4), seconds(4)], gap_s=1.0)
+    assert [(p.offset, p.end) for p in window.placements] == [(0.0, 4.0), (5.0, 9.0), (10.0, 14.0)]
+
+    def doubtful(*segments: Segment) -> set[int]:
+        return packing.doubtful(window, Transcript(segments, "en", 1.0, 14.0))
+
+    own = [_segment(("one", 0.5, 3.5)), _segment(("two", 5.5, 8.5)), _segment(("three", 10.5, 13.5))]
+    assert doubtful(*own) == set()
+    # The last word of clip 0 smeared into the gap still belongs to clip 0 alone.
+    assert doubtful(_segment(("one", 0.5, 3.0), ("end", 3.5, 4.8)), *own[1:]) == set()
+    # One segment across clips 0 and 1: both are doubtful; clip 2 is not.
+    assert doubtful(_segment(("one", 0.5, 3.5), ("two", 5.5, 8.5)), own[2]) == {0, 1}
+    # Clip 0 skipped (Whisper began at clip 1): no word of its own.
+    assert doubtful(*own[1:]) == {0}
+    # Without word times a segment counts where it starts and where it ends.
+    assert doubtful(replace(own[0], words=()), replace(own[1], end=11.0, words=()), own[2]) == {1, 2}
 
 
 @pytest.fixture(scope="module")
