@@ -23,10 +23,14 @@ from farm.engines.base import SAMPLE_RATE, Audio
 from farm.transcript import Segment, Timings, Transcript, Word
 
 WINDOW_S = 29.0  # under Whisper's 30 s so the last clip's final words are not cut
-# Silence between clips. Over 6 random groupings of the 50 LibriSpeech clips (tiny.en,
-# beam 5, doubtful clips re-run alone): 0.5 s left 18.9 % WER, 1.0 s 16.7 %, 1.5 s
-# 18.4 %, 2.0 s up to 37.7 % (decoding loops), against 17.9 % one clip per call.
+# Silence between clips. On random groupings of the 50 LibriSpeech clips (tiny.en, beam 5,
+# doubtful clips re-run alone): 0.5 s left 18.9 % WER, 1.0 s 16.7 %, 1.5 s 18.4 %,
+# 2.0 s 23.5 % (a decoding loop), against 17.9 % one clip per call (docs/throughput.md).
 GAP_S = 1.0
+# Below this mean word probability a packed clip is re-run alone. Over 214 packed clips
+# (5 groupings), the 5 under 0.6 were the ones packing made worse (per-clip WER +1.88 in
+# sum, the other 209 -1.79); 0.65 flags twice as many for less.
+MIN_WORD_PROBABILITY = 0.6
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,30 @@ def split(window: Window, transcript: Transcript) -> dict[int, Transcript]:
 
 
 def doubtful(window: Window, transcript: Transcript) -> set[int]:
-    """Clips (their ``index``) whose words cannot be told apart from a neighbour's.
+    """Clips (their ``index``) whose share of the window's text cannot be trusted.
 
     A segment whose words fall in two clips means Whisper ran them together or misplaced
-    its times; a clip with no word at all was most likely skipped. Both go back to their
-    jobs alone rather than as a guess.
+    its times; a clip with no word at all was most likely skipped; a clip whose words
+    Whisper itself was unsure of was most likely thrown off by its neighbours' speech.
+    All go back to their jobs alone rather than as a guess.
     """
+    words: dict[int, list[Word]] = {p.index: [] for p in window.placements}
     heard: set[int] = set()
     suspects: set[int] = set()
     for segment in transcript.segments:
         owners = _owners(window, segment)
         heard |= owners
         suspects |= owners if len(owners) > 1 else set()
-    return suspects | {p.index for p in window.placements if p.index not in heard}
+        for placement, own in _words_by_clip(window, segment):
+            words[placement.index].extend(own)
+    unsure = {index for index, own in words.items() if _unsure(own)}
+    return suspects | unsure | {p.index for p in window.placements if p.index not in heard}
+
+
+def _unsure(words: list[Word]) -> bool:
+    # Engines that give no word probability (transformers) report 0: nothing to judge.
+    known = [word.probability for word in words if word.probability > 0]
+    return bool(known) and sum(known) / len(known) < MIN_WORD_PROBABILITY
 
 
 def _owners(window: Window, segment: Segment) -> set[int]:

@@ -45,8 +45,8 @@ def test_placements_point_at_the_right_samples() -> None:
         assert window.audio[start - 10] == 0 if placement.offset else True
 
 
-def _segment(*words: tuple[str, float, float]) -> Segment:
-    timed = tuple(Word(start, end, f" {text}", 0.9) for text, start, end in words)
+def _segment(*words: tuple[str, float, float], probability: float = 0.9) -> Segment:
+    timed = tuple(Word(start, end, f" {text}", probability) for text, start, end in words)
     return Segment(0, timed[0].start, timed[-1].end, "".join(w.word for w in timed), words=timed)
 
 
@@ -66,6 +66,9 @@ def test_clips_run_together_or_skipped_are_doubtful() -> None:
     assert doubtful(_segment(("one", 0.5, 3.5), ("two", 5.5, 8.5)), own[2]) == {0, 1}
     # Clip 0 skipped (Whisper began at clip 1): no word of its own.
     assert doubtful(*own[1:]) == {0}
+    # Whisper unsure of a clip's words (mean probability under 0.6); 0 means "not given".
+    assert doubtful(own[0], _segment(("two", 5.5, 8.5), probability=0.4), own[2]) == {1}
+    assert doubtful(own[0], _segment(("two", 5.5, 8.5), probability=0.0), own[2]) == set()
     # Without word times a segment counts where it starts and where it ends.
     assert doubtful(replace(own[0], words=()), replace(own[1], end=11.0, words=()), own[2]) == {1, 2}
 
