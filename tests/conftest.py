@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -74,12 +77,20 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 60) -> int:
-        self.process.terminate()
+        self.process.terminate()  # SIGTERM: warm shutdown, forwarded to the Celery children
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            if os.getpgid(self.process.pid) == self.process.pid:  # its own group: take the children too
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.kill()
             return self.process.wait()
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert time.monotonic() < deadline, f"no {text!r} in the worker log:\n{self.output()}"
+            time.sleep(0.2)
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -137,19 +148,61 @@ def worker(farm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     process.stop()
 
 
+_SUCCEEDED = re.compile(r"Task farm\.transcribe\[([0-9a-f-]{36})\] succeeded")
+_RECEIVED = re.compile(r"Task farm\.transcribe\[([0-9a-f-]{36})\] received")
+
+
+@dataclass
+class Farm:
+    """A Redis and ``farm worker`` processes that no other test can take jobs from."""
+
+    settings: Settings
+    client: Client
+    directory: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start_worker(self, count: int = 1, **extra: str) -> WorkerProcess:
+        log = self.directory / f"worker-{len(self.workers)}.log"
+        worker = start_worker(self.settings, log, count, **extra)
+        self.workers.append(worker)
+        return worker
+
+    def logs(self) -> str:
+        return "\n".join(w.output() for w in self.workers)
+
+    def executions(self) -> Counter[str]:
+        """How many times each job ran to success, from every worker's log."""
+        return Counter(_SUCCEEDED.findall(self.logs()))
+
+    def receptions(self) -> Counter[str]:
+        return Counter(_RECEIVED.findall(self.logs()))
+
+    def stop(self) -> None:
+        self.client.close()
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.stop()
+
+
 @contextmanager
-def private_farm(settings: Settings, log: Path, count: int = 1, **extra: str) -> Iterator[tuple[Client, WorkerProcess]]:
-    """A Redis and a worker of their own, so the session worker cannot take the jobs."""
-    server = start_redis()
-    own = replace(settings, broker_url=server.url, result_backend=server.url)
-    worker = start_worker(own, log, count, **extra)
-    farm_client = Client(own)
+def own_farm(
+    settings: Settings, directory: Path, redis_url: str | None = None, count: int = 1, **extra: str
+) -> Iterator[Farm]:
+    """A farm on ``redis_url`` (default: a throw-away Redis), so the session worker cannot take its
+    jobs, with one ``farm worker`` started and ``count`` of its processes answering."""
+    server: RedisServer | None = None
+    if redis_url is None:
+        server = start_redis()
+        redis_url = server.url
+    own = replace(settings, broker_url=redis_url, result_backend=redis_url)
+    farm = Farm(own, Client(own), directory)
     try:
-        yield farm_client, worker
+        farm.start_worker(count, **extra)
+        yield farm
     finally:
-        farm_client.close()
-        worker.stop()
-        server.stop()
+        farm.stop()
+        if server is not None:
+            server.stop()
 
 
 @pytest.fixture()

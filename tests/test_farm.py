@@ -10,7 +10,7 @@ import pytest
 from farm.client import Client
 from farm.config import Settings
 from farm.errors import InvalidJobError, JobFailedError, StorageNotFoundError, UnknownLanguageError
-from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise, private_farm
+from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise, own_farm
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,8 @@ def test_word_timestamps_and_translate_options(client: Client) -> None:
 
 def test_cancel_a_queued_job(farm_settings: Settings, tmp_path: Path) -> None:
     # One job slot, so the second job waits in Redis until it is cancelled.
-    with private_farm(farm_settings, tmp_path / "w.log", FARM_CONCURRENCY="1") as (own, _):
+    with own_farm(farm_settings, tmp_path, FARM_CONCURRENCY="1") as farm:
+        own = farm.client
         blocker = own.submit(EVAL / "joinly" / "OSR_us_000_0034_8k.wav", beam_size=1)
         queued = own.submit(JFK)
         queued.cancel()

@@ -16,7 +16,7 @@ import webvtt
 
 from farm.config import Settings
 from farm.formats import render
-from tests.conftest import EVAL, private_farm
+from tests.conftest import EVAL, own_farm
 from tests.test_audio import encode
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,8 @@ def normalised_wer(reference: str, hypothesis: str) -> float:
 
 def test_a_long_file_fans_out_over_two_workers(farm_settings: Settings, tmp_path: Path) -> None:
     env = FANOUT | {"FARM_CPU_WORKERS": "2"}
-    with private_farm(farm_settings, tmp_path / "w.log", count=2, **env) as (client, _):
+    with own_farm(farm_settings, tmp_path, count=2, **env) as farm:
+        client = farm.client
         job = client.submit(LIBRI, language="en")
         seen = []
         deadline = time.monotonic() + 300
@@ -69,7 +70,8 @@ def test_a_part_that_fails_fails_the_job_naming_the_part(farm_settings: Settings
     # disappears, so every part finds it gone.
     doomed = tmp_path / "doomed.flac"
     shutil.copy(LIBRI, doomed)
-    with private_farm(farm_settings, tmp_path / "w.log", FARM_CONCURRENCY="1", **FANOUT) as (client, _):
+    with own_farm(farm_settings, tmp_path, FARM_CONCURRENCY="1", **FANOUT) as farm:
+        client = farm.client
         long_job = client.submit(doomed, language="en", beam_size=1)
         blocker = client.submit(EVAL / "openai_whisper" / "jfk.flac", language="en")
         deadline = time.monotonic() + 120

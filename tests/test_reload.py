@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from celery import Celery
 from farm.broker import celery_config
 from farm.config import load_settings
 from farm.redis_server import RedisServer, start_redis
+from tests.conftest import ROOT, WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 FARM = Path(sys.executable).with_name("farm")  # the console script, as a container runs it
 
 
@@ -98,31 +97,8 @@ def test_an_invalid_file_stops_the_worker_at_start(tmp_path: Path, values: dict[
     assert key in done.stderr.splitlines()[0] and "Traceback" not in done.stderr
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)  # warm shutdown, forwarded to the Celery child
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
-
-    def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            assert time.monotonic() < deadline, f"no {text!r} in the worker log:\n{self.output()}"
-            time.sleep(0.2)
-
-
 @contextmanager
-def running_worker(server: RedisServer, mounted: Path, log: Path) -> Iterator[tuple[Worker, dict[str, Any]]]:
+def running_worker(server: RedisServer, mounted: Path, log: Path) -> Iterator[tuple[WorkerProcess, dict[str, Any]]]:
     """``farm worker`` on the CPU with ``mounted`` layered in; yields it and its Celery stats."""
     env = farm_env(
         mounted, FARM_BROKER_URL=server.url, FARM_RESULT_BACKEND=server.url, FARM_DEVICES="cpu", FARM_CPU_WORKERS="1"
@@ -131,7 +107,7 @@ def running_worker(server: RedisServer, mounted: Path, log: Path) -> Iterator[tu
         process = subprocess.Popen(
             [str(FARM), "worker"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
-    worker = Worker(process, log)
+    worker = WorkerProcess(process, log)
     app = Celery("reload-test")
     app.conf.update(celery_config(load_settings()) | {"broker_url": server.url, "result_backend": server.url})
     try:
@@ -141,7 +117,7 @@ def running_worker(server: RedisServer, mounted: Path, log: Path) -> Iterator[tu
         worker.stop()
 
 
-def _stats_when_up(app: Celery, worker: Worker) -> dict[str, Any]:
+def _stats_when_up(app: Celery, worker: WorkerProcess) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert worker.process.poll() is None, worker.output()

@@ -14,7 +14,7 @@ from farm.config import Settings
 from farm.constants import CPU_QUEUE, SHARED_QUEUE
 from farm.devices import MAX_AUTO_CONCURRENCY, Device, Gpu, auto_concurrency, select_devices
 from farm.worker import plan, worker_argv
-from tests.conftest import EVAL, private_farm
+from tests.conftest import EVAL, own_farm
 
 LJ = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"
 
@@ -40,7 +40,8 @@ def test_cpu_worker_when_no_gpu(farm_settings: Settings) -> None:
 
 @pytest.mark.slow
 def test_sigterm_lets_the_running_job_finish(farm_settings: Settings, tmp_path: Path) -> None:
-    with private_farm(farm_settings, tmp_path / "own.log") as (client, worker):
+    with own_farm(farm_settings, tmp_path) as farm:
+        client, worker = farm.client, farm.workers[0]
         job = client.submit(LJ, beam_size=1, queue=CPU_QUEUE)
         deadline = time.monotonic() + 60
         while job.status().state != "started" and time.monotonic() < deadline:

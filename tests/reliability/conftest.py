@@ -8,26 +8,20 @@ bigger run (e.g. ``FARM_REL_KILL_JOBS=50 FARM_REL_RESTART_JOBS=200 FARM_REL_MEMO
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 
 from farm.client import Client, Job, JobStatus
-from farm.config import Settings
-from farm.redis_server import RedisServer, free_port, redis_binary, start_redis
-from tests.conftest import WorkerProcess, start_worker
-
-_SUCCEEDED = re.compile(r"Task farm\.transcribe\[([0-9a-f-]{36})\] succeeded")
-_RECEIVED = re.compile(r"Task farm\.transcribe\[([0-9a-f-]{36})\] received")
+from farm.redis_server import free_port, redis_binary
+from tests.conftest import Farm as Farm
+from tests.conftest import WorkerProcess
+from tests.conftest import own_farm as own_farm
 
 
 def size(name: str, default: int) -> int:
@@ -78,56 +72,6 @@ def wait_until(condition: object, timeout: float, message: str, interval: float 
             return
         time.sleep(interval)
     raise AssertionError(message)
-
-
-@dataclass
-class Farm:
-    """A Redis and ``farm worker`` processes that no other test can take jobs from."""
-
-    settings: Settings
-    client: Client
-    directory: Path
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    def start_worker(self, **extra: str) -> WorkerProcess:
-        log = self.directory / f"worker-{len(self.workers)}.log"
-        worker = start_worker(self.settings, log, 1, **extra)
-        self.workers.append(worker)
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(w.output() for w in self.workers)
-
-    def executions(self) -> Counter[str]:
-        """How many times each job ran to success, from every worker's log."""
-        return Counter(_SUCCEEDED.findall(self.logs()))
-
-    def receptions(self) -> Counter[str]:
-        return Counter(_RECEIVED.findall(self.logs()))
-
-    def stop(self) -> None:
-        self.client.close()
-        for worker in self.workers:
-            if worker.process.poll() is None:
-                worker.stop()
-
-
-@contextmanager
-def own_farm(settings: Settings, directory: Path, redis_url: str | None = None, **extra: str) -> Iterator[Farm]:
-    """A farm on ``redis_url`` (default: a throw-away Redis) with one worker started."""
-    server: RedisServer | None = None
-    if redis_url is None:
-        server = start_redis()
-        redis_url = server.url
-    own = replace(settings, broker_url=redis_url, result_backend=redis_url)
-    farm = Farm(own, Client(own), directory)
-    try:
-        farm.start_worker(**extra)
-        yield farm
-    finally:
-        farm.stop()
-        if server is not None:
-            server.stop()
 
 
 def celery_processes(worker: WorkerProcess) -> list[psutil.Process]:
