@@ -106,10 +106,11 @@ def doubtful(window: Window, transcript: Transcript) -> set[int]:
     heard: set[int] = set()
     suspects: set[int] = set()
     for segment in transcript.segments:
-        owners = _owners(window, segment)
+        groups = _words_by_clip(window, segment)
+        owners = {placement.index for placement, _ in groups} | _ends(window, segment)
         heard |= owners
         suspects |= owners if len(owners) > 1 else set()
-        for placement, own in _words_by_clip(window, segment):
+        for placement, own in groups:
             words[placement.index].extend(own)
     unsure = {index for index, own in words.items() if _unsure(own)}
     return suspects | unsure | {p.index for p in window.placements if p.index not in heard}
@@ -121,10 +122,9 @@ def _unsure(words: list[Word]) -> bool:
     return bool(known) and sum(known) / len(known) < MIN_WORD_PROBABILITY
 
 
-def _owners(window: Window, segment: Segment) -> set[int]:
-    if not segment.words:  # engines without word times: where the segment starts and ends
-        return {_owner(window, segment.start).index, _owner(window, segment.end).index}
-    return {_owner(window, (word.start + word.end) / 2).index for word in segment.words}
+def _ends(window: Window, segment: Segment) -> set[int]:
+    # Engines without word times: a segment also counts where it starts and where it ends.
+    return set() if segment.words else {_owner(window, segment.start).index, _owner(window, segment.end).index}
 
 
 def _words_by_clip(window: Window, segment: Segment) -> list[tuple[Placement, tuple[Word, ...]]]:
