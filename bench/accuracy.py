@@ -22,9 +22,9 @@ import jiwer
 from corpus import EVAL
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
-from farm.benchmark import Combo, private_farm
 from farm.config import load_settings
-from farm.models import resolve_model
+from farm.inference.weights.models import resolve_model
+from farm.planning.benchmark import Combo, private_farm
 
 CHARACTER_SCORED = {"ja", "zh", "ko"}
 ENGLISH = EnglishTextNormalizer({})

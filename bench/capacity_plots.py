@@ -1,4 +1,4 @@
-"""The plots of docs/capacity.md, drawn from farm.capacity's own formulas.
+"""The plots of docs/capacity.md, drawn from farm.planning.capacity's own formulas.
 
     .venv/bin/python bench/capacity_plots.py [--out docs/img]
 
@@ -18,8 +18,8 @@ matplotlib.use("Agg")  # files only; no display on servers or in CI
 
 import matplotlib.pyplot as plt
 
-from farm.capacity import Demand, builtin_throughput, plan_capacity, wait_quantile
-from farm.capacity_data import GPU_TYPES
+from farm.planning.capacity import Demand, builtin_throughput, plan_capacity, wait_quantile
+from farm.planning.capacity_data import GPU_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "large-v3"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from corpus import EVAL, LONGFORM
 
-from farm.benchmark import AudioSet, Combo, measure
 from farm.config import load_settings
+from farm.planning.benchmark import AudioSet, Combo, measure
 
 
 def main() -> None:

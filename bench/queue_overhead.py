@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from corpus import librispeech, longform, other_english
 
-from farm import audio
-from farm.benchmark import Combo, private_farm
 from farm.client import Client
 from farm.config import load_settings
-from farm.engines import load_engine
-from farm.engines.base import Engine, EngineConfig, TranscribeOptions
-from farm.models import resolve_model
+from farm.inference import audio
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import Engine, EngineConfig, TranscribeOptions
+from farm.inference.weights.models import resolve_model
+from farm.planning.benchmark import Combo, private_farm
 
 THREADS = 2
 BLOCK = 25

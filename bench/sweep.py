@@ -27,8 +27,8 @@ matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt
 from corpus import ROOT, librispeech
 
-from farm.benchmark import AudioSet, Combo, Measurement, measure, report, write_report
 from farm.config import load_settings
+from farm.planning.benchmark import AudioSet, Combo, Measurement, measure, report, write_report
 
 
 def grid(batches: list[int], concurrencies: list[int], base: Combo) -> list[Combo]:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from corpus import Clip, librispeech, longform, wer
 
-from farm.benchmark import AudioSet, Combo, measure
-from farm.memory import PeakMemory
+from farm.planning.benchmark import AudioSet, Combo, measure
+from farm.serve.memory import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = os.cpu_count() or 2
@@ -59,10 +59,10 @@ def corpus_clips() -> list[Clip]:
 
 
 def run_naive(clips: list[Clip], beam: int) -> list[str]:
-    from farm import audio
-    from farm.engines import load_engine
-    from farm.engines.base import EngineConfig, TranscribeOptions
-    from farm.models import resolve_model
+    from farm.inference import audio
+    from farm.inference.engines import load_engine
+    from farm.inference.engines.base import EngineConfig, TranscribeOptions
+    from farm.inference.weights.models import resolve_model
 
     model = resolve_model("tiny.en", "transformers", str(Path.home() / ".cache" / "whisperfarm" / "models"))
     engine = load_engine("transformers", EngineConfig(model=model, cpu_threads=THREADS))
@@ -74,7 +74,7 @@ def run_naive(clips: list[Clip], beam: int) -> list[str]:
 def run_faster_whisper(clips: list[Clip], beam: int) -> list[str]:
     from faster_whisper import WhisperModel
 
-    from farm.models import resolve_model
+    from farm.inference.weights.models import resolve_model
 
     model = WhisperModel(resolve_model("tiny.en", "ctranslate2", "/tmp"), compute_type="int8", cpu_threads=THREADS)
 
@@ -89,7 +89,7 @@ def run_faster_whisper(clips: list[Clip], beam: int) -> list[str]:
 def run_batched_pipeline(clips: list[Clip], beam: int) -> list[str]:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    from farm.models import resolve_model
+    from farm.inference.weights.models import resolve_model
 
     model = WhisperModel(resolve_model("tiny.en", "ctranslate2", "/tmp"), compute_type="int8", cpu_threads=THREADS)
     pipeline = BatchedInferencePipeline(model)
@@ -138,7 +138,7 @@ def run_child(which: str, beam: int) -> Outcome:
     return Outcome(NAMES[which], _audio_s(), report["wall_s"], report["texts"], peak.peak_rss_mb)
 
 
-# --- (d): the farm, end to end (farm.benchmark starts a private Redis + workers) ------
+# --- (d): the farm, end to end (farm.planning.benchmark starts a private Redis + workers) ------
 
 
 def parse_shape(text: str, beam: int) -> Combo:

@@ -20,9 +20,9 @@ from pathlib import Path
 import corpus
 from corpus import EVAL, Clip, librispeech
 
-from farm.benchmark import AudioSet, Combo, measure
 from farm.config import load_settings
-from farm.models import resolve_model
+from farm.inference.weights.models import resolve_model
+from farm.planning.benchmark import AudioSet, Combo, measure
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from farm.broker import broker_reachable, celery_config, redis_ssl_options
 from farm.config import Settings, get_settings
 from farm.constants import PROGRESS_STATE, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import (
@@ -33,10 +32,11 @@ from farm.errors import (
     JobTimeoutError,
     StorageNotFoundError,
 )
-from farm.jobs import Delivery, job_message, parse_delivery, parse_options
-from farm.outputs import presigned_urls
-from farm.storage import S3Storage, s3_config, staging_uri
-from farm.transcript import TranscribeOptions
+from farm.io.delivery import presigned_urls
+from farm.io.storage import S3Storage, s3_config, staging_uri
+from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
+from farm.job.transcript import TranscribeOptions
+from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options
 
 BROKER_CHECK_INTERVAL_S = 5.0
 
@@ -134,7 +134,7 @@ class Client:
 
         ``output`` (``s3://bucket/prefix`` or a directory the workers share) receives
         ``<job id>.<format>`` for each of ``formats``; ``callback_url`` gets a signed POST
-        when the job succeeds or fails (see ``farm.webhooks``). With ``upload_to_staging``
+        when the job succeeds or fails (see ``farm.io.webhooks``). With ``upload_to_staging``
         a local file is uploaded to ``staging_bucket`` first.
         """
         parse_options(options, TranscribeOptions())  # fail here, not on a worker

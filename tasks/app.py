@@ -8,8 +8,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from farm.broker import worker_celery_config
 from farm.config import get_settings
+from farm.queue.broker import worker_celery_config
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _load_model_in_main(**_: Any) -> None:
 
 
 def _load_model() -> None:
-    from farm.runtime import get_runtime
+    from farm.serve.runtime import get_runtime
 
     runtime = get_runtime()
     log.info("loaded %s model %s", runtime.engine_name, runtime.model)

@@ -17,10 +17,10 @@ from celery.signals import task_failure
 from farm.config import get_settings
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
 from farm.errors import FarmError, JobTimeoutError, RetryableError
-from farm.merging import merge_parts
-from farm.outputs import fail_job, finish_job
-from farm.runtime import get_runtime
-from farm.transcription import FanOut, run_job
+from farm.inference.pipeline import FanOut, run_job
+from farm.io.delivery import fail_job, finish_job
+from farm.job.merging import merge_parts
+from farm.serve.runtime import get_runtime
 from tasks.app import app
 
 T = TypeVar("T")

@@ -24,8 +24,8 @@ import redis
 
 from farm.client import Client
 from farm.config import Settings, load_settings
-from farm.models import resolve_model
-from farm.redis_server import RedisServer, start_redis
+from farm.inference.weights.models import resolve_model
+from farm.serve.redis_server import RedisServer, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
@@ -220,13 +220,13 @@ def tiny_en_ct2() -> Path:
 
 
 def base_ct2_dir(factory: pytest.TempPathFactory) -> Path:
-    """Multilingual base, its two halves joined by farm.models like a worker does."""
+    """Multilingual base, its two halves joined by farm.inference.weights.models like a worker does."""
     return Path(resolve_model("base", "ctranslate2", str(factory.getbasetemp() / "ct2-models")))
 
 
 def converted(factory: pytest.TempPathFactory, name: str, src: Path) -> Path:
     """``import_ct2`` of ``src``, reused when an earlier fixture already converted it."""
-    from farm.convert import import_ct2
+    from farm.inference.weights.convert import import_ct2
 
     dst = factory.getbasetemp() / "hf-models" / name
     # import_ct2 renames a complete directory into place, so existence means finished

@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from farm import audio
 from farm.errors import AudioDecodeError
+from farm.inference import audio
 from tests.conftest import EVAL, JFK
 
 # (suffix, container format, codec, sample rate, channels)

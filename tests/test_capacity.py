@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.capacity import (
+from farm.planning.capacity import (
     CapacityError,
     Demand,
     Fleet,
@@ -25,7 +25,7 @@ from farm.capacity import (
     servers_for_wait,
     wait_quantile,
 )
-from farm.capacity_data import GPU_THROUGHPUT, GPU_TYPES, MODEL_SPEED
+from farm.planning.capacity_data import GPU_THROUGHPUT, GPU_TYPES, MODEL_SPEED
 
 ROOT = Path(__file__).resolve().parents[1]
 FARM = Path(sys.executable).with_name("farm")  # the installed console script, as users run it

@@ -14,7 +14,7 @@ import srt
 import webvtt
 
 from farm.config import Settings
-from farm.redis_server import free_port, start_redis
+from farm.serve.redis_server import free_port, start_redis
 from tests.conftest import JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
 
 pytestmark = pytest.mark.slow

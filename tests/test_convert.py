@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from farm.convert import import_ct2
-from farm.ct2_model import read_ct2_model
 from farm.errors import ModelNotFoundError, PermanentError
+from farm.inference.weights.convert import import_ct2
+from farm.inference.weights.ct2_model import read_ct2_model
 from tests.conftest import tiny_en_ct2
 
 

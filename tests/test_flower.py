@@ -18,8 +18,8 @@ import pytest
 from farm.client import Client
 from farm.config import Settings
 from farm.constants import CPU_QUEUE, SHARED_QUEUE
-from farm.local import flower_argv
-from farm.redis_server import free_port
+from farm.serve.local import flower_argv
+from farm.serve.redis_server import free_port
 from tests.api.servers import wait_for_http
 from tests.conftest import JFK, ROOT, worker_env
 

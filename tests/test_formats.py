@@ -8,7 +8,7 @@ import srt
 import webvtt
 
 from farm.errors import InvalidJobError
-from farm.formats import render
+from farm.job.formats import render
 
 RESULT = {
     "text": "Hello there. Second line --> with arrow.",

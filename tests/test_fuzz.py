@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from farm.audio import decode
 from farm.errors import AudioDecodeError, PermanentError
-from farm.jobs import OPTION_KEYS, JobSpec, job_message, parse_job
-from farm.transcript import TranscribeOptions
+from farm.inference.audio import decode
+from farm.job.spec import OPTION_KEYS, JobSpec, job_message, parse_job
+from farm.job.transcript import TranscribeOptions
 from tests.reliability.media import jfk_samples, wav_header
 
 # FARM_FUZZ_EXAMPLES=5000 for a longer hunt (docs/reliability.md records one).

@@ -27,7 +27,7 @@ def test_client_needs_no_numeric_stack() -> None:
 
 
 def test_library_modules_do_not_import_celery() -> None:
-    modules = imported_after("import farm.audio, farm.engines, farm.storage, farm.formats, farm.transcription")
+    modules = imported_after("import farm.inference.engines, farm.inference.pipeline, farm.io.storage")
     assert "celery" not in modules
 
 

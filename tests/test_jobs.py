@@ -5,8 +5,8 @@ import base64
 import pytest
 
 from farm.errors import InvalidJobError, PermanentError, UnknownLanguageError
-from farm.jobs import job_message, parse_job
-from farm.transcript import TranscribeOptions
+from farm.job.spec import job_message, parse_job
+from farm.job.transcript import TranscribeOptions
 
 DEFAULTS = TranscribeOptions(beam_size=5)
 

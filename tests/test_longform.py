@@ -15,7 +15,7 @@ import srt
 import webvtt
 
 from farm.config import Settings
-from farm.formats import render
+from farm.job.formats import render
 from tests.conftest import EVAL, own_farm
 from tests.test_audio import encode
 

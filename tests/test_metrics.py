@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from farm.client import Client
 from farm.config import Settings
 from farm.errors import JobFailedError
-from farm.metrics import JOBS, MODEL_LOAD, SPEED, Recorder, serve
-from farm.redis_server import RedisServer, free_port, start_redis
+from farm.io.metrics import JOBS, MODEL_LOAD, SPEED, Recorder, serve
+from farm.serve.redis_server import RedisServer, free_port, start_redis
 from tests.api.servers import wait_for_http
 from tests.conftest import JFK, ROOT, worker_env
 

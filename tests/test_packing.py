@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm import audio, packing
-from farm.batching import Batcher, BatchPolicy
-from farm.engines import load_engine
-from farm.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
-from farm.models import resolve_model
-from farm.transcript import SAMPLE_RATE, Segment, Transcript, Word
+from farm.inference import audio, packing
+from farm.inference.batching import Batcher, BatchPolicy
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
+from farm.inference.weights.models import resolve_model
+from farm.job.transcript import SAMPLE_RATE, Segment, Transcript, Word
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from farm.broker import celery_config
 from farm.config import load_settings
-from farm.redis_server import RedisServer, start_redis
+from farm.queue.broker import celery_config
+from farm.serve.redis_server import RedisServer, start_redis
 from tests.conftest import ROOT, WorkerProcess
 
 FARM = Path(sys.executable).with_name("farm")  # the console script, as a container runs it

@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 import redis
 
-from farm.broker import broker_reachable, celery_config, redis_ssl_options
 from farm.client import Client
 from farm.config import Settings, load_settings
 from farm.constants import SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import BrokerUnavailableError, InvalidJobError, StorageAccessError
-from farm.local import flower_argv
-from farm.outputs import output_location
-from farm.redis_server import free_port, redis_binary, start_redis
-from farm.roots import check_local_input, check_local_output
+from farm.io.delivery import output_location
+from farm.io.roots import check_local_input, check_local_output
+from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options
+from farm.serve.local import flower_argv
+from farm.serve.redis_server import free_port, redis_binary, start_redis
 from tests.api.servers import MotoServer, start_moto, wait_for_http
 from tests.conftest import ROOT, WorkerProcess
 from tests.reliability.conftest import own_farm, wait_until

@@ -25,8 +25,8 @@ from farm.errors import (
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.redis_server import free_port
-from farm.storage import LocalStorage, S3Config, S3Storage, s3_config
+from farm.io.storage import LocalStorage, S3Config, S3Storage, s3_config
+from farm.serve.redis_server import free_port
 from tests.api.servers import REGION, MotoServer, shared_moto, start_moto
 from tests.conftest import JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
 

@@ -9,8 +9,8 @@ import pytest
 
 from farm.client import Client
 from farm.errors import JobFailedError
-from farm.redis_server import free_port
-from farm.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, build, deliver, sign, verify_signature
+from farm.io.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, build, deliver, sign, verify_signature
+from farm.serve.redis_server import free_port
 from tests.api.servers import WEBHOOK_SECRET, webhook_receiver
 from tests.conftest import JFK, JFK_PHRASE, normalise
 

@@ -12,8 +12,8 @@ import pytest
 
 from farm.config import Settings
 from farm.constants import CPU_QUEUE, SHARED_QUEUE
-from farm.devices import MAX_AUTO_CONCURRENCY, Device, Gpu, auto_concurrency, select_devices
-from farm.worker import plan, worker_argv
+from farm.serve.devices import MAX_AUTO_CONCURRENCY, Device, Gpu, auto_concurrency, select_devices
+from farm.serve.supervisor import plan, worker_argv
 from tests.conftest import EVAL, own_farm
 
 LJ = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"

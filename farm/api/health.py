@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 
 from farm.api.schemas import Health
 from farm.api.state import api_state
-from farm.broker import broker_reachable
-from farm.metrics import exposition
+from farm.io.metrics import exposition
+from farm.queue.broker import broker_reachable
 
 router = APIRouter(tags=["health"])
 metrics_router = APIRouter(tags=["metrics"])

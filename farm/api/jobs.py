@@ -15,9 +15,9 @@ from farm.api.results import failure, job_info
 from farm.api.schemas import JobInfo, JobList, JobState
 from farm.api.state import ApiState, api_state
 from farm.client import Job
-from farm.formats import render
-from farm.outputs import CONTENT_TYPES
-from farm.storage import split_s3_uri
+from farm.io.delivery import CONTENT_TYPES
+from farm.io.storage import split_s3_uri
+from farm.job.formats import render
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

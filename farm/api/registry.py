@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from farm.constants import API_JOB_KEY, API_JOBS_INDEX_KEY
-from farm.metrics import shared_redis
+from farm.io.metrics import shared_redis
 
 INDEX_KEY = API_JOBS_INDEX_KEY
 ENTRY_KEY = API_JOB_KEY

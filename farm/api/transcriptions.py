@@ -19,7 +19,7 @@ from farm.api.errors import ERROR_RESPONSES, Responses
 from farm.api.results import wait_for_result
 from farm.api.schemas import Granularity, ResponseFormat, Segment, Transcription, Usage, VerboseTranscription, Word
 from farm.api.state import api_state
-from farm.formats import render
+from farm.job.formats import render
 
 router = APIRouter(prefix="/v1/audio", tags=["OpenAI-compatible"])
 

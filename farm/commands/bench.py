@@ -1,4 +1,4 @@
-"""``farm bench``: measure xRT and WER of farm shapes on this machine (see farm.benchmark)."""
+"""``farm bench``: measure xRT and WER of farm shapes on this machine (see farm.planning.benchmark)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def bench(paths: tuple[Path, ...], references: Path | None, out: Path, **grid: l
     Every option takes a comma-separated list; all combinations run, each as a real
     farm (private Redis + `farm worker`) on this machine.
     """
-    from farm import benchmark
+    from farm.planning import benchmark
 
     grid["devices"] = [d.replace(";", ",") for d in grid["devices"]]
     audio = benchmark.audio_set(list(paths), references)

@@ -1,4 +1,4 @@
-"""`farm capacity`: plan GPUs, worker pods and Redis for a daily load (see farm.capacity)."""
+"""`farm capacity`: plan GPUs, worker pods and Redis for a daily load (see farm.planning.capacity)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def capacity(
     as_json: bool,
 ) -> None:
     """Plan GPUs, worker pods and Redis for a daily audio load (M/M/c, Erlang C)."""
-    from farm import capacity as planner
-    from farm.capacity_data import GPU_TYPES
+    from farm.planning import capacity as planner
+    from farm.planning.capacity_data import GPU_TYPES
 
     demand = planner.Demand(audio_hours, peak_ratio, p95_wait, job_minutes * 60, max_utilisation)
     fleet = planner.Fleet(gpus_per_pod, price_per_gpu_hour, result_ttl_hours, outage_minutes)

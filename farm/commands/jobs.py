@@ -12,14 +12,14 @@ from typing import Any
 
 import click
 
-from farm.broker import broker_reachable, redis_ssl_options
 from farm.client import Client, Job, _safe_url
 from farm.commands.errors import friendly_errors
+from farm.commands.progress import follow
 from farm.config import Settings, get_settings
 from farm.constants import OUTPUT_FORMATS
 from farm.errors import BrokerUnavailableError, FarmError
-from farm.formats import render
-from farm.progress import follow
+from farm.job.formats import render
+from farm.queue.broker import broker_reachable, redis_ssl_options
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
         return settings
     if not settings.embedded_broker:
         raise BrokerUnavailableError(f"{reason} and embedded_broker is off; start `farm worker` or `farm up`")
-    from farm.embedded import local_farm
+    from farm.serve.embedded import local_farm
 
     click.echo(f"{reason}; starting a private Redis and worker", err=True)
     return stack.enter_context(local_farm(settings)).settings

@@ -20,6 +20,6 @@ def model() -> None:
 @friendly_errors
 def import_ct2_command(src: Path, dst: Path) -> None:
     """Convert a CTranslate2 Whisper model in SRC to a Hugging Face directory DST."""
-    from farm.convert import import_ct2
+    from farm.inference.weights.convert import import_ct2
 
     click.echo(f"wrote {import_ct2(src, dst)}")

@@ -15,7 +15,7 @@ from farm.errors import ConfigError
 @friendly_errors
 def worker() -> None:
     """Start one worker process per device (GPUs, else the CPU) and supervise them."""
-    from farm.worker import run_workers
+    from farm.serve.supervisor import run_workers
 
     sys.exit(run_workers(get_settings()))
 
@@ -24,7 +24,7 @@ def worker() -> None:
 @friendly_errors
 def up() -> None:
     """Run a local farm in the foreground: Redis (if none answers), workers and Flower."""
-    from farm.local import run_local_farm
+    from farm.serve.local import run_local_farm
 
     sys.exit(run_local_farm(get_settings()))
 
@@ -44,7 +44,7 @@ def api(host: str | None, port: int | None) -> None:
 @friendly_errors
 def metrics() -> None:
     """Serve the farm's Prometheus metrics on metrics_port until stopped."""
-    from farm.metrics import serve
+    from farm.io.metrics import serve
 
     settings = get_settings()
     if not settings.metrics_port:

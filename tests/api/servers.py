@@ -29,7 +29,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from farm.redis_server import free_port
+from farm.serve.redis_server import free_port
 
 MOTO_PORT = free_port()
 REGION = "us-east-1"

@@ -13,8 +13,8 @@ import srt
 
 from farm.api import create_app
 from farm.config import Settings
-from farm.redis_server import start_redis
-from farm.webhooks import SIGNATURE_HEADER, verify_signature
+from farm.io.webhooks import SIGNATURE_HEADER, verify_signature
+from farm.serve.redis_server import start_redis
 from tests.api.conftest import TOKEN
 from tests.api.servers import WEBHOOK_SECRET, MotoServer, serve_app, webhook_receiver
 from tests.conftest import EVAL, JFK, JFK_PHRASE, normalise

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from farm.config import Settings
-from farm.redis_server import free_port
+from farm.serve.redis_server import free_port
 from tests.api.servers import wait_for_http
 from tests.conftest import ROOT, worker_env
 
@@ -47,5 +47,5 @@ def test_the_api_needs_no_numeric_stack_and_workers_need_no_api_packages() -> No
 
     api = imported_after("import farm.api")
     assert not {"torch", "numpy", "av", "faster_whisper", "ctranslate2"} & api
-    worker_side = imported_after("import farm.outputs, farm.metrics, farm.webhooks")
+    worker_side = imported_after("import farm.io.delivery, farm.io.metrics, farm.io.webhooks")
     assert not {"prometheus_client", "fastapi", "uvicorn"} & worker_side

@@ -8,9 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from farm import audio
-from farm.engines.base import EngineConfig
-from farm.engines.transformers import TransformersEngine
+from farm.inference import audio
+from farm.inference.engines.base import EngineConfig
+from farm.inference.engines.transformers import TransformersEngine
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 __all__ = ["EVAL", "JFK_PHRASE", "decode", "librispeech", "normalise"]

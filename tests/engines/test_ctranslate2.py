@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from farm import audio
-from farm.engines import load_engine
-from farm.engines.base import EngineConfig, TranscribeOptions
-from farm.models import resolve_model
+from farm.inference import audio
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import EngineConfig, TranscribeOptions
+from farm.inference.weights.models import resolve_model
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 

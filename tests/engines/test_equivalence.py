@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from farm.engines.base import EngineConfig
-from farm.engines.ctranslate2 import CTranslate2Engine
-from farm.engines.transformers import TransformersEngine
-from farm.features import log_mel
+from farm.inference.engines.base import EngineConfig
+from farm.inference.engines.ctranslate2 import CTranslate2Engine
+from farm.inference.engines.features import log_mel
+from farm.inference.engines.transformers import TransformersEngine
 from tests.conftest import JFK, tiny_en_ct2
 from tests.engines.conftest import decode, librispeech
 

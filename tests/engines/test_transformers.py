@@ -6,9 +6,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from farm.engines.base import EngineConfig, TranscribeOptions
-from farm.engines.transformers import TransformersEngine
 from farm.errors import ConfigError, ModelNotFoundError, UnknownLanguageError
+from farm.inference.engines.base import EngineConfig, TranscribeOptions
+from farm.inference.engines.transformers import TransformersEngine
 from tests.engines.conftest import EVAL, JFK_PHRASE, decode, librispeech, normalise
 
 GREEDY = TranscribeOptions(beam_size=1, temperatures=(0.0,))

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from farm.client import Client, Job, JobStatus
-from farm.redis_server import free_port, redis_binary
+from farm.serve.redis_server import free_port, redis_binary
 from tests.conftest import Farm as Farm
 from tests.conftest import WorkerProcess
 from tests.conftest import own_farm as own_farm
@@ -60,7 +60,7 @@ class PersistentRedis:
 
 
 def _answers(url: str) -> bool:
-    from farm.broker import broker_reachable
+    from farm.queue.broker import broker_reachable
 
     return broker_reachable(url, timeout=0.3)
 

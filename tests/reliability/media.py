@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from farm.audio import decode
+from farm.inference.audio import decode
 from tests.conftest import JFK
 
 SAMPLE_RATE = 16_000

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from farm.batching import Batcher, BatchPolicy
 from farm.config import Settings
-from farm.engines import load_engine
-from farm.engines.base import Audio, Engine
 from farm.errors import JobFailedError, ResourceExhaustedError
-from farm.runtime import engine_config
-from farm.transcript import TranscribeOptions, Transcript
+from farm.inference.batching import Batcher, BatchPolicy
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import Audio, Engine
+from farm.job.transcript import TranscribeOptions, Transcript
+from farm.serve.runtime import engine_config
 from tests.conftest import JFK_PHRASE, normalise
 from tests.reliability.conftest import own_farm
 from tests.reliability.media import clip, jfk_samples
@@ -65,7 +65,7 @@ def _four_jobs(speech: Audio) -> list[Audio]:
 
 @pytest.fixture()
 def warnings(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    with caplog.at_level(logging.WARNING, logger="farm.batching"):
+    with caplog.at_level(logging.WARNING, logger="farm.inference.batching"):
         yield caplog
 
 

@@ -19,13 +19,13 @@ import psutil
 import pytest
 import redis
 
-from farm.batching import Batcher, BatchPolicy
 from farm.config import Settings
-from farm.engines import load_engine
-from farm.engines.base import Audio, Engine, ProgressCallback, TranscribeOptions
 from farm.errors import JobFailedError, JobTimeoutError
-from farm.runtime import engine_config
-from farm.transcript import Transcript
+from farm.inference.batching import Batcher, BatchPolicy
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import Audio, Engine, ProgressCallback, TranscribeOptions
+from farm.job.transcript import Transcript
+from farm.serve.runtime import engine_config
 from tests.conftest import JFK_PHRASE, ROOT, normalise, worker_env
 from tests.reliability.conftest import Farm, celery_processes, own_farm, wait_until
 from tests.reliability.media import clip, jfk_samples

@@ -86,7 +86,7 @@ def start_redis(port: int | None = None, password: str | None = None, timeout: f
 
 
 def _wait_ready(server: RedisServer, timeout: float) -> None:
-    from farm.broker import broker_reachable
+    from farm.queue.broker import broker_reachable
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

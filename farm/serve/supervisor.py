@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from farm.config import Settings
-from farm.devices import Device, Gpu, auto_concurrency, cpu_workers_for, gpu_inventory, select_devices
+from farm.serve.devices import Device, Gpu, auto_concurrency, cpu_workers_for, gpu_inventory, select_devices
 
 RESTART_DELAY_S = 2.0
 

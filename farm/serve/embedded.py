@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from farm.client import Client
 from farm.config import Settings
 from farm.errors import BrokerUnavailableError
-from farm.redis_server import start_redis
+from farm.serve.redis_server import start_redis
 
 WORKER_START_TIMEOUT_S = 300.0  # a first start may assemble or convert the model
 

@@ -23,10 +23,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from farm import packing
-from farm.engines.base import Audio, Engine, ProgressCallback
 from farm.errors import JobTimeoutError, ResourceExhaustedError
-from farm.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
+from farm.inference import packing
+from farm.inference.engines.base import Audio, Engine, ProgressCallback
+from farm.job.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from farm.engines.base import (
+from farm.inference.engines.base import (
     SAMPLE_RATE,
     Audio,
     EngineConfig,
@@ -20,7 +20,7 @@ from farm.engines.base import (
     Transcript,
     Word,
 )
-from farm.engines.failures import translate_failure
+from farm.inference.engines.failures import translate_failure
 
 
 class CTranslate2Engine:

@@ -23,7 +23,7 @@ from farm.errors import (
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.roots import check_local_input, check_local_output
+from farm.io.roots import check_local_input, check_local_output
 
 T = TypeVar("T")
 _client_lock = threading.Lock()

@@ -23,8 +23,8 @@ from typing import Any
 
 from farm.client import Client
 from farm.config import Settings
-from farm.embedded import local_farm
-from farm.memory import PeakMemory
+from farm.serve.embedded import local_farm
+from farm.serve.memory import PeakMemory
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Combo:
 
     @property
     def processes(self) -> int:
-        from farm.devices import cpu_workers_for
+        from farm.serve.devices import cpu_workers_for
 
         return cpu_workers_for(self.cpu_workers, self.cpu_threads) if self.devices == "cpu" else 1
 
@@ -168,7 +168,7 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
 
 
 def hardware() -> dict[str, Any]:
-    from farm.devices import gpu_inventory
+    from farm.serve.devices import gpu_inventory
 
     gpus = gpu_inventory()
     return {
@@ -211,7 +211,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".we
 
 def audio_set(paths: Sequence[Path], manifest: Path | None = None) -> AudioSet:
     """Files (directories expand to the audio inside), their lengths and references."""
-    from farm import audio
+    from farm.inference import audio
 
     files = sorted(f for p in paths for f in _expand(p))
     if not files:

@@ -21,11 +21,11 @@ import redis
 from farm.config import Settings, get_settings
 from farm.constants import ENDED_KEY
 from farm.errors import FarmError
-from farm.formats import render
-from farm.jobs import Delivery, parse_delivery
-from farm.metrics import audio_updates, record_failure, recorder, shared_redis, success_update
-from farm.storage import S3Config, S3Storage, s3_config, storage_for
-from farm.webhooks import build, job_event, send_later
+from farm.io.metrics import audio_updates, record_failure, recorder, shared_redis, success_update
+from farm.io.storage import S3Config, S3Storage, s3_config, storage_for
+from farm.io.webhooks import build, job_event, send_later
+from farm.job.formats import render
+from farm.job.spec import Delivery, parse_delivery
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from farm.ct2_model import Tensors, read_ct2_model
 from farm.errors import ModelNotFoundError, PermanentError
+from farm.inference.weights.ct2_model import Tensors, read_ct2_model
 
 _GELU = 3  # CTranslate2's ops::ActivationType::GELU, the exact erf form HF calls "gelu"
 _TIMESTAMP_TOKENS = 1501  # <|0.00|> .. <|30.00|> in 20 ms steps

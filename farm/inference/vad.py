@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from farm.engines.base import SAMPLE_RATE, Audio
-from farm.transcript import Transcript
+from farm.inference.engines.base import SAMPLE_RATE, Audio
+from farm.job.transcript import Transcript
 
 
 @dataclass(frozen=True)

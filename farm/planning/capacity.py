@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from farm.capacity_data import (
+from farm.errors import PermanentError
+from farm.planning.capacity_data import (
     GPU_THROUGHPUT,
     GPU_TYPES,
     MESSAGE_BYTES,
@@ -32,7 +33,6 @@ from farm.capacity_data import (
     RESULT_BYTES_PER_AUDIO_HOUR,
     RESULT_META_BYTES,
 )
-from farm.errors import PermanentError
 
 MIB = 1024 * 1024
 WAIT_QUANTILE = 0.95

@@ -13,8 +13,8 @@ from farm.config import Settings
 from farm.constants import SHARED_QUEUE
 
 # kombu's Redis transport, but an unreadable item on a queue is dropped instead of
-# stopping the worker process (farm/worker_transport.py).
-WORKER_TRANSPORT = "farm.worker_transport:Transport"
+# stopping the worker process (farm/queue/transport.py).
+WORKER_TRANSPORT = "farm.queue.transport:Transport"
 # Tries to store a result while Redis is away (exponential backoff capped at 10 s, so
 # about a minute): a job that finished during a Redis restart keeps its result.
 RESULT_STORE_RETRIES = 15

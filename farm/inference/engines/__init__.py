@@ -6,8 +6,8 @@ Each back end is imported only when chosen, so a CTranslate2 worker never loads 
 
 from __future__ import annotations
 
-from farm.engines.base import Engine, EngineConfig
 from farm.errors import ConfigError
+from farm.inference.engines.base import Engine, EngineConfig
 
 ENGINES = ("ctranslate2", "transformers")
 
@@ -15,11 +15,11 @@ ENGINES = ("ctranslate2", "transformers")
 def load_engine(name: str, config: EngineConfig) -> Engine:
     """Build the named engine; this loads the model, so call it once per process."""
     if name == "ctranslate2":
-        from farm.engines.ctranslate2 import CTranslate2Engine
+        from farm.inference.engines.ctranslate2 import CTranslate2Engine
 
         return CTranslate2Engine(config)
     if name == "transformers":
-        from farm.engines.transformers import TransformersEngine
+        from farm.inference.engines.transformers import TransformersEngine
 
         return TransformersEngine(config)
     raise ConfigError(f"engine: unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

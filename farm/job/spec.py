@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from farm.constants import LANGUAGES, OUTPUT_FORMATS
 from farm.errors import InvalidJobError, UnknownLanguageError
-from farm.transcript import TranscribeOptions, Transcript
+from farm.job.transcript import TranscribeOptions, Transcript
 
 # Where audio may come from: a local path (bare or file://) or an s3:// object. Anything
 # else (http, ftp, gopher...) would have a worker fetch what a job names: refused early.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from farm.batching import Batcher, BatchPolicy, Direct
 from farm.config import Settings, get_settings
-from farm.engines import load_engine
-from farm.engines.base import EngineConfig, TranscribeOptions
-from farm.metrics import record_model_load
-from farm.models import resolve_model
-from farm.storage import s3_config
-from farm.transcription import FanoutPolicy, Runtime, Transcriber
+from farm.inference.batching import Batcher, BatchPolicy, Direct
+from farm.inference.engines import load_engine
+from farm.inference.engines.base import EngineConfig, TranscribeOptions
+from farm.inference.pipeline import FanoutPolicy, Runtime, Transcriber
+from farm.inference.weights.models import resolve_model
+from farm.io.metrics import record_model_load
+from farm.io.storage import s3_config
 
 _lock = threading.Lock()
 _runtime: list[Runtime] = []

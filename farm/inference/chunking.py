@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from farm.vad import Span
+from farm.inference.vad import Span
 
 
 def part_spans(duration: float, speech: list[Span], part_s: float) -> list[Span]:

@@ -17,8 +17,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from farm.engines.base import SAMPLE_RATE, Audio
 from farm.errors import AudioDecodeError
+from farm.inference.engines.base import SAMPLE_RATE, Audio
 
 Source = str | Path | bytes | BinaryIO
 

@@ -1,7 +1,7 @@
 """The Hugging Face ``transformers`` back end: PyTorch Whisper on CPU or CUDA.
 
-It takes a converted model directory (see ``farm.convert``) and the same log-mel
-features as the CTranslate2 engine (``farm.features``), so the two can be compared
+It takes a converted model directory (see ``farm.inference.weights.convert``) and the same log-mel
+features as the CTranslate2 engine (``farm.inference.engines.features``), so the two can be compared
 token for token. Long inputs go through transformers' sequential long-form decoding.
 """
 
@@ -27,7 +27,8 @@ from transformers import (
     WhisperTimeStampLogitsProcessor,
 )
 
-from farm.engines.base import (
+from farm.errors import ConfigError, ModelNotFoundError, ResourceExhaustedError, UnknownLanguageError
+from farm.inference.engines.base import (
     SAMPLE_RATE,
     Audio,
     EngineConfig,
@@ -38,9 +39,8 @@ from farm.engines.base import (
     Transcript,
     Word,
 )
-from farm.engines.failures import translate_failure
-from farm.errors import ConfigError, ModelNotFoundError, ResourceExhaustedError, UnknownLanguageError
-from farm.features import HOP_LENGTH, N_FRAMES, log_mel, log_mel_frames, pad_or_trim
+from farm.inference.engines.failures import translate_failure
+from farm.inference.engines.features import HOP_LENGTH, N_FRAMES, log_mel, log_mel_frames, pad_or_trim
 
 _FRAME_S = HOP_LENGTH / SAMPLE_RATE
 _MAX_LENGTH = 448

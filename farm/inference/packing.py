@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from farm.engines.base import SAMPLE_RATE, Audio
-from farm.transcript import Segment, Timings, Transcript, Word
+from farm.inference.engines.base import SAMPLE_RATE, Audio
+from farm.job.transcript import Segment, Timings, Transcript, Word
 
 WINDOW_S = 29.0  # under Whisper's 30 s so the last clip's final words are not cut
 # Silence between clips. On random groupings of the 50 LibriSpeech clips (tiny.en, beam 5,

@@ -15,11 +15,11 @@ from urllib.parse import urlparse
 
 import click
 
-from farm.broker import broker_reachable
 from farm.config import Settings
-from farm.devices import CPU
-from farm.redis_server import RedisServer, start_redis
-from farm.worker import Child, Supervisor, plan
+from farm.queue.broker import broker_reachable
+from farm.serve.devices import CPU
+from farm.serve.redis_server import RedisServer, start_redis
+from farm.serve.supervisor import Child, Supervisor, plan
 
 FLOWER_PORT = 5555
 

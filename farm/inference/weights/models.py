@@ -39,7 +39,7 @@ def _local_dir(model: str) -> Path | None:
 def _for_engine(model_dir: Path, name: str, engine: str, models_dir: Path) -> Path:
     if engine != "transformers" or not is_ct2_dir(model_dir):
         return model_dir
-    from farm.convert import import_ct2
+    from farm.inference.weights.convert import import_ct2
 
     target = models_dir / f"{_safe_name(name)}-hf"
     if not (target / "config.json").is_file():

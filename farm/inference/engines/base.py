@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from farm.transcript import (
+from farm.job.transcript import (
     SAMPLE_RATE,
     Segment,
     Task,

@@ -12,13 +12,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from farm import audio as audio_io
-from farm import chunking, vad
-from farm.engines.base import Audio, ProgressCallback, TranscribeOptions
-from farm.jobs import JobSpec, PartSpec, parse_job, part_message, result_payload
-from farm.roots import check_output_directory
-from farm.storage import S3Config, storage_for
-from farm.transcript import Segment, Transcript
+from farm.inference import audio as audio_io
+from farm.inference import chunking, vad
+from farm.inference.engines.base import Audio, ProgressCallback, TranscribeOptions
+from farm.io.roots import check_output_directory
+from farm.io.storage import S3Config, storage_for
+from farm.job.spec import JobSpec, PartSpec, parse_job, part_message, result_payload
+from farm.job.transcript import Segment, Transcript
 
 # Called with the percentage (0-100) of the job's audio done.
 PercentCallback = Callable[[float], None]
