@@ -33,7 +33,8 @@ from farm.errors import (
     StorageNotFoundError,
 )
 from farm.io.delivery import presigned_urls
-from farm.io.storage import S3Storage, s3_config, staging_uri
+from farm.io.from_settings import s3_config
+from farm.io.storage import S3Storage, staging_uri
 from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
 from farm.job.transcript import TranscribeOptions
 from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options

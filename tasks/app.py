@@ -8,13 +8,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from farm.config import get_settings
 from farm.queue.broker import worker_celery_config
+from farm.serve.runtime import worker_settings
 
 log = logging.getLogger(__name__)
 
 app = Celery("whisperfarm")
-app.conf.update(worker_celery_config(get_settings()))
+app.conf.update(worker_celery_config(worker_settings()))
 
 
 @worker_process_init.connect
@@ -26,7 +26,7 @@ def _load_model_in_child(**_: Any) -> None:
 @worker_ready.connect
 def _load_model_in_main(**_: Any) -> None:
     # threads: the jobs run in this process; load once, before the first job needs it.
-    if get_settings().pool == "threads":
+    if worker_settings().pool == "threads":
         _load_model()
 
 

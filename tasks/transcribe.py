@@ -14,13 +14,12 @@ from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_failure
 
-from farm.config import get_settings
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
 from farm.errors import FarmError, JobTimeoutError, RetryableError
 from farm.inference.pipeline import FanOut, run_job
 from farm.io.delivery import fail_job, finish_job
 from farm.job.merging import merge_parts
-from farm.serve.runtime import get_runtime
+from farm.serve.runtime import get_runtime, worker_settings
 from tasks.app import app
 
 T = TypeVar("T")
@@ -30,7 +29,7 @@ RETRY = {
     "autoretry_for": (RetryableError,),
     "retry_backoff": True,
     "retry_jitter": True,
-    "max_retries": get_settings().task_max_retries,
+    "max_retries": worker_settings().task_max_retries,
 }
 
 
@@ -41,7 +40,7 @@ def transcribe(self: Task, message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(outcome, FanOut):
         parts = [transcribe_part.s(part) for part in outcome.messages]
         raise self.replace(chord(parts, merge.s(message.get("name", ""), message)))
-    return finish_job(task_id, message, outcome | {"worker": self.request.hostname})
+    return finish_job(task_id, message, outcome | {"worker": self.request.hostname}, worker_settings())
 
 
 @app.task(name=TRANSCRIBE_PART_TASK, **RETRY)
@@ -55,7 +54,7 @@ def transcribe_part(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         label = f"part {part['index'] + 1}/{part['count']} ({part['start']:.0f}-{part['end']:.0f} s)"
         raise type(exc)(f"{label}: {exc}") from exc
     assert not isinstance(outcome, FanOut)  # a part never fans out again
-    return finish_job(self.request.id, message, outcome | {"worker": self.request.hostname})
+    return finish_job(self.request.id, message, outcome | {"worker": self.request.hostname}, worker_settings())
 
 
 @app.task(name=MERGE_PARTS_TASK, bind=True)
@@ -63,7 +62,7 @@ def merge(
     self: Task, parts: list[dict[str, Any]], source: str, message: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     self.backend.client.delete(FANOUT_PROGRESS_KEY.format(job_id=self.request.id))
-    return finish_job(self.request.id, message or {}, merge_parts(parts, source))
+    return finish_job(self.request.id, message or {}, merge_parts(parts, source), worker_settings())
 
 
 @task_failure.connect
@@ -76,14 +75,14 @@ def _announce_failure(
 ) -> None:
     # Sent once a job fails for good, not on the retries before; the message is last.
     if sender is not None and sender.name in _ANNOUNCED and exception is not None:
-        fail_job(task_id, args[-1] if args else {}, exception)
+        fail_job(task_id, args[-1] if args else {}, exception, worker_settings())
 
 
 def _guarded(call: Callable[[], T]) -> T:
     try:
         return call()
     except SoftTimeLimitExceeded as exc:
-        limit = get_settings().soft_time_limit
+        limit = worker_settings().soft_time_limit
         raise JobTimeoutError(f"timed out: the job ran longer than soft_time_limit ({limit} s)") from exc
 
 
@@ -106,7 +105,7 @@ def _part_progress(task: Task, part: dict[str, Any]) -> Callable[[float], None]:
 
     def report(percent: float) -> None:
         redis.hset(key, str(part["index"]), percent / 100 * length)
-        redis.expire(key, get_settings().result_expires)
+        redis.expire(key, worker_settings().result_expires)
         done = sum(float(v) for v in redis.hvals(key))
         share = 100 * done / max(part["total"], 1e-6)
         task.update_state(task_id=part["parent"], state=PROGRESS_STATE, meta={"percent": round(min(share, 99.9), 1)})

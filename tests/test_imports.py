@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -36,3 +38,24 @@ def test_the_command_line_loads_only_the_subcommand_it_runs() -> None:
     modules = imported_after("from farm.cli import main; main.get_command(None, 'capacity')")
     assert not {"celery", "redis", "dynaconf"} & modules
     assert "farm.commands.capacity" in modules and "farm.commands.jobs" not in modules
+
+
+def test_inference_and_job_io_do_not_load_the_settings() -> None:
+    # Settings reach the pipeline, roots, storage and delivery as values from an entry point.
+    modules = imported_after("import farm.inference.pipeline, farm.io.roots, farm.io.storage, farm.io.delivery")
+    assert "farm.config" not in modules and "dynaconf" not in modules
+
+
+def test_only_entry_points_read_the_settings() -> None:
+    readers = {path.relative_to(ROOT).as_posix() for path in _python_files() if _calls_get_settings(path)}
+    entry_points = {"farm/config.py", "farm/serve/runtime.py", "farm/api/app.py", "farm/client.py"}
+    assert {p for p in readers if not p.startswith("farm/commands/")} - entry_points == set()
+
+
+def _python_files() -> list[Path]:
+    return [*(ROOT / "farm").rglob("*.py"), *(ROOT / "tasks").rglob("*.py")]
+
+
+def _calls_get_settings(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(node, ast.Name) and node.id == "get_settings" for node in ast.walk(tree))

@@ -29,6 +29,7 @@ from farm.config import Settings, load_settings
 from farm.constants import SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import BrokerUnavailableError, InvalidJobError, StorageAccessError
 from farm.io.delivery import output_location
+from farm.io.from_settings import roots_from
 from farm.io.roots import check_local_input, check_local_output
 from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options
 from farm.serve.local import flower_argv
@@ -306,7 +307,7 @@ def roots(tmp_path: Path, farm_settings: Settings) -> tuple[Settings, Path]:
 def test_input_inside_a_root_is_allowed(roots: tuple[Settings, Path]) -> None:
     settings, inside = roots
     (inside / "a.wav").write_bytes(b"RIFF")
-    assert check_local_input(inside / "a.wav", settings) == (inside / "a.wav").resolve()
+    assert check_local_input(inside / "a.wav", roots_from(settings)) == (inside / "a.wav").resolve()
 
 
 @pytest.mark.parametrize("name", ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", "link.wav", "dirlink/x.txt"])
@@ -316,7 +317,7 @@ def test_escapes_are_refused(roots: tuple[Settings, Path], name: str) -> None:
     (inside / "link.wav").symlink_to(inside.parent / "secret.txt")
     (inside / "dirlink").symlink_to(inside.parent)
     with pytest.raises(StorageAccessError, match=r"outside the directories this farm reads inputs from"):
-        check_local_input(inside / name if not name.startswith("/") else Path(name), settings)
+        check_local_input(inside / name if not name.startswith("/") else Path(name), roots_from(settings))
 
 
 def test_a_root_prefix_is_not_a_root(roots: tuple[Settings, Path]) -> None:
@@ -325,7 +326,7 @@ def test_a_root_prefix_is_not_a_root(roots: tuple[Settings, Path]) -> None:
     sibling.mkdir()
     (sibling / "a.wav").write_bytes(b"RIFF")
     with pytest.raises(StorageAccessError):
-        check_local_input(sibling / "a.wav", settings)
+        check_local_input(sibling / "a.wav", roots_from(settings))
 
 
 def test_upload_dir_is_always_a_root_and_size_is_limited(roots: tuple[Settings, Path], tmp_path: Path) -> None:
@@ -334,25 +335,25 @@ def test_upload_dir_is_always_a_root_and_size_is_limited(roots: tuple[Settings, 
     uploads.mkdir()
     (uploads / "big.wav").write_bytes(b"\0" * (2 << 20))
     with pytest.raises(InvalidJobError, match=r"big\.wav is 2 MiB, over the 1 MiB input limit \(max_input_mb\)"):
-        check_local_input(uploads / "big.wav", replace(settings, upload_dir=str(uploads)))
+        check_local_input(uploads / "big.wav", roots_from(replace(settings, upload_dir=str(uploads))))
 
 
 def test_no_roots_means_any_readable_path(farm_settings: Settings) -> None:
     assert farm_settings.input_roots == []
-    assert check_local_input(Path("/etc/hostname"), farm_settings) == Path("/etc/hostname").resolve()
+    assert check_local_input(Path("/etc/hostname"), roots_from(farm_settings)) == Path("/etc/hostname").resolve()
 
 
 def test_outputs_only_inside_the_output_roots(tmp_path: Path, farm_settings: Settings) -> None:
     results, default = tmp_path / "results", tmp_path / "default"
     results.mkdir()
-    settings = replace(farm_settings, output_roots=[str(results)], output_uri=f"file://{default}")
+    settings = roots_from(replace(farm_settings, output_roots=[str(results)], output_uri=f"file://{default}"))
     assert check_local_output(results / "new" / "a.txt", settings) == (results / "new" / "a.txt").resolve()
     assert check_local_output(default / "a.txt", settings) == (default / "a.txt").resolve()  # output_uri
     # A job id is part of the file name: one with ../ in it must not lead out either.
     for escape in [results / ".." / "a.txt", Path(output_location(str(results), "../../x", "txt"))]:
         with pytest.raises(StorageAccessError, match=r"outside the directories this farm writes results to"):
             check_local_output(escape, settings)
-    assert check_local_output(Path("/tmp/x.txt"), farm_settings) == Path("/tmp/x.txt").resolve()  # no roots
+    assert check_local_output(Path("/tmp/x.txt"), roots_from(farm_settings)) == Path("/tmp/x.txt").resolve()  # no roots
 
 
 # --- the API's token, and pinned dependencies -----------------------------------------------

@@ -25,7 +25,9 @@ from farm.errors import (
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.io.storage import LocalStorage, S3Config, S3Storage, s3_config
+from farm.io.from_settings import s3_config
+from farm.io.roots import Roots
+from farm.io.storage import LocalStorage, S3Config, S3Storage
 from farm.serve.redis_server import free_port
 from tests.api.servers import REGION, MotoServer, shared_moto, start_moto
 from tests.conftest import JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
@@ -125,10 +127,10 @@ def test_settings_fill_the_s3_config_and_hide_secrets(farm_settings: Settings, m
 
 
 def test_local_storage_writes_and_refuses_clearly(tmp_path: Path) -> None:
-    LocalStorage().write(str(tmp_path / "deep" / "a.txt"), b"x", "text/plain")
+    LocalStorage(Roots()).write(str(tmp_path / "deep" / "a.txt"), b"x", "text/plain")
     assert (tmp_path / "deep" / "a.txt").read_bytes() == b"x"
     with pytest.raises(StorageNotFoundError):
-        LocalStorage().read(str(tmp_path / "missing.wav"))
+        LocalStorage(Roots()).read(str(tmp_path / "missing.wav"))
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from farm.inference import audio as audio_io
 from farm.inference import chunking, vad
 from farm.inference.engines.base import Audio, ProgressCallback, TranscribeOptions
-from farm.io.roots import check_output_directory
+from farm.io.roots import Roots, check_output_directory
 from farm.io.storage import S3Config, storage_for
 from farm.job.spec import JobSpec, PartSpec, parse_job, part_message, result_payload
 from farm.job.transcript import Segment, Transcript
@@ -66,6 +66,7 @@ class Runtime:
     defaults: TranscribeOptions
     inline_limit: int
     s3: S3Config
+    roots: Roots
     timeout_s: float | None = None
     fanout: FanoutPolicy | None = None
 
@@ -79,8 +80,8 @@ def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id:
 def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> dict[str, Any] | FanOut:
     started = time.perf_counter()
     spec = parse_job(message, runtime.defaults, runtime.inline_limit)
-    check_output_directory(spec.delivery.output)
-    samples = load_audio(spec, runtime.s3)
+    check_output_directory(spec.delivery.output, runtime.roots)
+    samples = load_audio(spec, runtime.s3, runtime.roots)
     if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
         return _fan_out(message, samples, runtime.fanout, job_id)
     transcript = _transcribe(samples, spec, runtime, on_percent)
@@ -128,12 +129,12 @@ def _shift_segment(segment: Segment, offset: float) -> Segment:
     return replace(segment, start=round(segment.start + offset, 3), end=round(segment.end + offset, 3), words=words)
 
 
-def load_audio(spec: JobSpec, s3: S3Config) -> Audio:
+def load_audio(spec: JobSpec, s3: S3Config, roots: Roots) -> Audio:
     """The job's audio; a part's own stretch of the file only."""
     start, end = (spec.part.start, spec.part.end) if spec.part is not None else (0.0, None)
     if spec.inline_audio is not None:
         return audio_io.decode(spec.inline_audio, start, end)
-    return audio_io.decode(storage_for(spec.audio, s3).read(spec.audio), start, end)
+    return audio_io.decode(storage_for(spec.audio, s3, roots).read(spec.audio), start, end)
 
 
 def _throttled(report: Callable[[float], None], min_interval: float = 0.5) -> Callable[[float], None]:

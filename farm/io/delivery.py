@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from farm.config import Settings, get_settings
 from farm.constants import ENDED_KEY
 from farm.errors import FarmError
+from farm.io.from_settings import roots_from, s3_config
 from farm.io.metrics import audio_updates, record_failure, recorder, shared_redis, success_update
-from farm.io.storage import S3Config, S3Storage, s3_config, storage_for
+from farm.io.roots import Roots
+from farm.io.storage import S3Config, S3Storage, storage_for
 from farm.io.webhooks import build, job_event, send_later
 from farm.job.formats import render
 from farm.job.spec import Delivery, parse_delivery
+
+if TYPE_CHECKING:
+    from farm.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,13 @@ def output_location(base: str, job_id: str, fmt: str) -> str:
 
 
 def write_outputs(
-    result: Mapping[str, Any], job_id: str, base: str, formats: tuple[str, ...], s3: S3Config
+    result: Mapping[str, Any], job_id: str, base: str, formats: tuple[str, ...], s3: S3Config, roots: Roots
 ) -> dict[str, str]:
     """Render ``result`` in each format and store it; return where each one went."""
     written = {}
     for fmt in formats:
         uri = output_location(base, job_id, fmt)
-        storage_for(uri, s3).write(uri, render(result, fmt).encode("utf-8"), CONTENT_TYPES[fmt])
+        storage_for(uri, s3, roots).write(uri, render(result, fmt).encode("utf-8"), CONTENT_TYPES[fmt])
         written[fmt] = uri
     return written
 
@@ -63,11 +67,8 @@ def presigned_urls(outputs: Mapping[str, str], s3: S3Config, expires_s: int) -> 
     return {fmt: storage.presign(uri, expires_s) for fmt, uri in outputs.items() if uri.startswith("s3://")}
 
 
-def finish_job(
-    job_id: str, message: Mapping[str, Any], result: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+def finish_job(job_id: str, message: Mapping[str, Any], result: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Write the result files, count the job and queue its webhook; return the result."""
-    settings = settings or get_settings()
     # A merged result's audio was counted part by part.
     updates = audio_updates(result) if "parts" not in result else []
     if message.get("part"):
@@ -77,7 +78,9 @@ def finish_job(
     destination = delivery.output or (settings.output_uri if delivery.formats else "")
     if destination:
         formats = delivery.formats or DEFAULT_FORMATS
-        result = result | {"outputs": write_outputs(result, job_id, destination, formats, s3_config(settings))}
+        result = result | {
+            "outputs": write_outputs(result, job_id, destination, formats, s3_config(settings), roots_from(settings))
+        }
     first = _first_end(settings, job_id)
     recorder(settings).record(*updates, *([success_update()] if first else []))
     if first:
@@ -85,9 +88,8 @@ def finish_job(
     return result
 
 
-def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings | None = None) -> None:
+def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings) -> None:
     """Count the failure and tell the callback URL, once per job (a part names its job)."""
-    settings = settings or get_settings()
     message = message if isinstance(message, Mapping) else {}
     part = message.get("part")
     if isinstance(part, Mapping) and part.get("parent"):

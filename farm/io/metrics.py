@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from farm.config import Settings
 from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE
+
+if TYPE_CHECKING:
+    from farm.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from farm.config import Settings
 from farm.errors import (
     InvalidJobError,
     StorageAccessError,
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.io.roots import check_local_input, check_local_output
+from farm.io.roots import Roots, check_local_input, check_local_output
 
 T = TypeVar("T")
 _client_lock = threading.Lock()
@@ -49,18 +48,6 @@ class S3Config:
     max_attempts: int = 3
 
 
-def s3_config(settings: Settings) -> S3Config:
-    """The S3 part of the settings; empty strings mean "let boto3 decide"."""
-    return S3Config(
-        endpoint_url=settings.s3_endpoint_url or None,
-        region=settings.s3_region or None,
-        access_key_id=settings.s3_access_key_id or None,
-        secret_access_key=settings.s3_secret_access_key or None,
-        addressing_style=settings.s3_addressing_style,
-        timeout_s=float(settings.s3_timeout_s),
-    )
-
-
 class Storage(Protocol):
     def read(self, reference: str) -> bytes | Path:
         """Return the object's bytes, or a local path the decoder can open directly."""
@@ -72,8 +59,13 @@ class Storage(Protocol):
 
 
 class LocalStorage:
+    """Files on this machine, inside the farm's roots only."""
+
+    def __init__(self, roots: Roots) -> None:
+        self.roots = roots
+
     def read(self, reference: str) -> Path:
-        path = check_local_input(_local_path(reference))
+        path = check_local_input(_local_path(reference), self.roots)
         if not path.is_file():
             raise StorageNotFoundError(f"no such file: {path}")
         try:
@@ -83,7 +75,7 @@ class LocalStorage:
             raise StorageAccessError(f"permission denied: {path}") from exc
 
     def write(self, reference: str, data: bytes, content_type: str) -> None:
-        path = check_local_output(_local_path(reference))
+        path = check_local_output(_local_path(reference), self.roots)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -194,10 +186,10 @@ def staging_uri(bucket: str, name: str) -> str:
     return f"s3://{bucket}/{STAGING_PREFIX}/{uuid.uuid4().hex}/{safe}"
 
 
-def storage_for(reference: str, s3: S3Config) -> Storage:
+def storage_for(reference: str, s3: S3Config, roots: Roots) -> Storage:
     scheme = urlparse(reference).scheme
     if scheme == "s3":
         return S3Storage(s3)
     if scheme in ("", "file"):
-        return LocalStorage()
+        return LocalStorage(roots)
     raise InvalidJobError(f"unsupported audio reference scheme {scheme!r}: use a path or s3:// URI")

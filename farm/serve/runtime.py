@@ -11,8 +11,8 @@ from farm.inference.engines import load_engine
 from farm.inference.engines.base import EngineConfig, TranscribeOptions
 from farm.inference.pipeline import FanoutPolicy, Runtime, Transcriber
 from farm.inference.weights.models import resolve_model
+from farm.io.from_settings import roots_from, s3_config
 from farm.io.metrics import record_model_load
-from farm.io.storage import s3_config
 
 _lock = threading.Lock()
 _runtime: list[Runtime] = []
@@ -48,6 +48,7 @@ def build_runtime(settings: Settings) -> Runtime:
         defaults=default_options(settings),
         inline_limit=settings.inline_audio_limit,
         s3=s3_config(settings),
+        roots=roots_from(settings),
         timeout_s=float(settings.soft_time_limit) if threaded else None,
         fanout=_fanout(settings),
     )
@@ -76,11 +77,16 @@ def batch_policy(settings: Settings) -> BatchPolicy:
     )
 
 
+def worker_settings() -> Settings:
+    """The settings this worker process runs with (read and validated once, on first use)."""
+    return get_settings()
+
+
 def get_runtime() -> Runtime:
     """This process's runtime; the model loads on the first call and never again."""
     with _lock:  # job threads may ask at once; only one may load the model
         if not _runtime:
-            _runtime.append(_timed_build(get_settings()))
+            _runtime.append(_timed_build(worker_settings()))
         return _runtime[0]
 
 
