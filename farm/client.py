@@ -37,7 +37,8 @@ from farm.io.from_settings import s3_config
 from farm.io.storage import S3Storage, staging_uri
 from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
 from farm.job.transcript import TranscribeOptions
-from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options
+from farm.queue.broker import celery_config
+from farm.queue.connections import RedisSettings, reachable
 
 BROKER_CHECK_INTERVAL_S = 5.0
 
@@ -162,7 +163,7 @@ class Client:
         now = time.monotonic()
         if now - self._broker_seen_at < BROKER_CHECK_INTERVAL_S:
             return
-        if not broker_reachable(self.settings.broker_url, timeout=2.0, tls=redis_ssl_options(self.settings)):
+        if not reachable(RedisSettings.from_settings(self.settings), timeout_s=2.0):
             url = _safe_url(self.settings.broker_url)
             raise BrokerUnavailableError(f"cannot reach the broker at {url} (down, or the password is wrong)")
         self._broker_seen_at = now

@@ -17,6 +17,7 @@ from farm.client import Client
 from farm.config import Settings
 from farm.errors import JobFailedError
 from farm.io.metrics import JOBS, MODEL_LOAD, SPEED, Recorder, serve
+from farm.queue.connections import RedisSettings
 from farm.serve.redis_server import RedisServer, free_port, start_redis
 from tests.api.servers import wait_for_http
 from tests.conftest import JFK, ROOT, worker_env
@@ -43,7 +44,7 @@ def private_redis() -> Iterator[RedisServer]:
 
 def test_recorded_values_come_back_as_prometheus_families(farm_settings: Settings, private_redis: RedisServer) -> None:
     settings = replace(farm_settings, broker_url=private_redis.url, result_backend=private_redis.url)
-    recorder = Recorder(settings.broker_url)
+    recorder = Recorder(RedisSettings(settings.broker_url))
     recorder.count(JOBS, state="succeeded")
     recorder.count(JOBS, state="succeeded")
     for speed in (3.0, 700.0):

@@ -24,14 +24,17 @@ from typing import Any
 import pytest
 import redis
 
+from farm.api.registry import JobRegistry
 from farm.client import Client
 from farm.config import Settings, load_settings
-from farm.constants import SHARED_QUEUE, TRANSCRIBE_TASK
+from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import BrokerUnavailableError, InvalidJobError, StorageAccessError
-from farm.io.delivery import output_location
+from farm.io.delivery import first_end, output_location
 from farm.io.from_settings import roots_from
+from farm.io.metrics import JOBS, exposition
 from farm.io.roots import check_local_input, check_local_output
-from farm.queue.broker import broker_reachable, celery_config, redis_ssl_options
+from farm.queue.broker import celery_config
+from farm.queue.connections import RedisSettings, new_redis, reachable
 from farm.serve.local import flower_argv
 from farm.serve.redis_server import free_port, redis_binary, start_redis
 from tests.api.servers import MotoServer, start_moto, wait_for_http
@@ -275,7 +278,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"rediss://127.0.0.1:{port}/0"
     try:
-        wait_until(lambda: broker_reachable(url, 0.5, {"ssl_ca_certs": str(ca)}), 15, "no TLS redis-server")
+        wait_until(lambda: reachable(RedisSettings(url, ca_certs=str(ca)), 0.5), 15, "no TLS redis-server")
         yield url, ca
     finally:
         process.terminate()
@@ -286,11 +289,19 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_rediss_broker_with_a_private_ca(farm_settings: Settings, tls_redis: tuple[str, Path], tmp_path: Path) -> None:
     url, ca = tls_redis
     settings = replace(farm_settings, broker_url=url, result_backend=url, redis_tls_ca_certs=str(ca))
-    assert celery_config(settings)["broker_use_ssl"] == redis_ssl_options(settings)
-    assert not broker_reachable(url, 1.0, redis_ssl_options(replace(settings, redis_tls_ca_certs="")))  # unverified
+    assert celery_config(settings)["broker_use_ssl"] == RedisSettings.from_settings(settings).ssl_options()
     with own_farm(settings, tmp_path, redis_url=url, FARM_REDIS_TLS_CA_CERTS=str(ca)) as farm:
         result = farm.client.submit(clip(tmp_path, 3.0), beam_size=1).result(timeout=60)
     assert result["duration"] == 3.0
+    # Everything else that talks to Redis goes through the same TLS settings.
+    where = RedisSettings.from_settings(settings)
+    assert not reachable(RedisSettings(url), 1.0)  # no CA: the private CA is not trusted
+    jobs = new_redis(where).hgetall(METRICS_KEY_PREFIX + JOBS.name)
+    assert jobs == {b'["succeeded"]': b"1"}  # the worker's metrics recorder reached the TLS Redis
+    assert first_end(settings, "once-only") and not first_end(settings, "once-only")  # the webhook guard holds
+    registry = JobRegistry(where, 60)
+    registry.add("job-1", "a.wav")
+    assert registry.get("job-1") is not None and b"farm_jobs_total" in exposition(settings)[0]
 
 
 # --- local inputs limited to the configured roots ------------------------------------------

@@ -77,3 +77,21 @@ def test_several_cpu_workers_share_the_cpu_queue(farm_settings: Settings) -> Non
 def test_cpu_workers_auto_is_one_per_thread_budget(farm_settings: Settings) -> None:
     settings = replace(farm_settings, devices="cpu", cpu_workers=0, cpu_threads=1)
     assert len(plan(settings, hostname="box")) == (os.cpu_count() or 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "gathered"),
+    [
+        ({"FARM_CONCURRENCY": "0"}, 4),  # automatic: the CPU value, not 0 (nothing would ever be packed)
+        ({"FARM_CONCURRENCY": "2", "FARM_DEVICE_CONCURRENCY": "{ cpu = 3 }"}, 3),  # the device's own value
+    ],
+)
+def test_the_child_batcher_gathers_the_resolved_concurrency(
+    farm_settings: Settings, tmp_path: Path, extra: dict[str, str], gathered: int
+) -> None:
+    with own_farm(farm_settings, tmp_path, **extra) as farm:
+        worker = farm.workers[0]
+        worker.wait_for_log("runtime: ", timeout=300)
+        banner = next(line for line in worker.output().splitlines() if "runtime: " in line)
+    assert f"gathers up to {gathered} jobs" in banner, banner

@@ -14,6 +14,7 @@ from farm.api.registry import JobRegistry
 from farm.api.state import ApiState
 from farm.client import Client
 from farm.config import Settings, get_settings
+from farm.queue.connections import RedisSettings
 
 MIB = 1 << 20
 DESCRIPTION = """Speech to text on a farm of Whisper workers.
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.farm = ApiState(settings, client, JobRegistry(settings.broker_url, settings.result_expires))
+    app.state.farm = ApiState(
+        settings, client, JobRegistry(RedisSettings.from_settings(settings), settings.result_expires)
+    )
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.api_max_upload_mb * MIB)
     protected = [Depends(require_token)]

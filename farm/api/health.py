@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from farm.api.schemas import Health
 from farm.api.state import api_state
 from farm.io.metrics import exposition
-from farm.queue.broker import broker_reachable
+from farm.queue.connections import RedisSettings, reachable
 
 router = APIRouter(tags=["health"])
 metrics_router = APIRouter(tags=["metrics"])
@@ -29,7 +29,7 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request) -> Health | JSONResponse:
     state = api_state(request)
-    if not await run_in_threadpool(broker_reachable, state.settings.broker_url):
+    if not await run_in_threadpool(reachable, RedisSettings.from_settings(state.settings)):
         return _unready("redis does not answer at broker_url")
     workers = await run_in_threadpool(state.client.workers, PING_TIMEOUT_S, 1)  # one live worker is enough
     if not workers:

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from farm.constants import API_JOB_KEY, API_JOBS_INDEX_KEY
-from farm.io.metrics import shared_redis
+from farm.queue.connections import RedisSettings, shared_redis
 
 INDEX_KEY = API_JOBS_INDEX_KEY
 ENTRY_KEY = API_JOB_KEY
@@ -30,8 +30,8 @@ class Entry:
 
 
 class JobRegistry:
-    def __init__(self, url: str, ttl_s: int) -> None:
-        self.url = url
+    def __init__(self, where: RedisSettings, ttl_s: int) -> None:
+        self.where = where
         self.ttl_s = ttl_s
 
     def add(self, job_id: str, name: str) -> Entry:
@@ -70,7 +70,7 @@ class JobRegistry:
             offset += len(ids)
 
     def _redis(self) -> redis.Redis:
-        return shared_redis(self.url)
+        return shared_redis(self.where)
 
 
 def _entry(job_id: str, raw: Any) -> Entry:

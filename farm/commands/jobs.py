@@ -19,7 +19,7 @@ from farm.config import Settings, get_settings
 from farm.constants import OUTPUT_FORMATS
 from farm.errors import BrokerUnavailableError, FarmError
 from farm.job.formats import render
-from farm.queue.broker import broker_reachable, redis_ssl_options
+from farm.queue.connections import RedisSettings, reachable
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,13 @@ def _answering_broker() -> Settings:
     # Celery would retry a dead (or password-refusing) Redis for ~20 s, then raise a bare
     # RuntimeError: ask first, and fail at once with one line.
     settings = get_settings()
-    if not broker_reachable(settings.broker_url, tls=redis_ssl_options(settings)):
+    if not reachable(RedisSettings.from_settings(settings)):
         raise BrokerUnavailableError(f"cannot reach the broker at {_safe_url(settings.broker_url)}")
     return settings
 
 
 def _why_not_served(settings: Settings) -> str | None:
-    if not broker_reachable(settings.broker_url, tls=redis_ssl_options(settings)):
+    if not reachable(RedisSettings.from_settings(settings)):
         return "no broker answered"
     probe = Client(settings)
     try:

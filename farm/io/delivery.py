@@ -21,12 +21,13 @@ import redis
 from farm.constants import ENDED_KEY
 from farm.errors import FarmError
 from farm.io.from_settings import roots_from, s3_config
-from farm.io.metrics import audio_updates, record_failure, recorder, shared_redis, success_update
+from farm.io.metrics import audio_updates, record_failure, recorder, success_update
 from farm.io.roots import Roots
 from farm.io.storage import S3Config, S3Storage, storage_for
 from farm.io.webhooks import build, job_event, send_later
 from farm.job.formats import render
 from farm.job.spec import Delivery, parse_delivery
+from farm.queue.connections import RedisSettings, shared_redis
 
 if TYPE_CHECKING:
     from farm.config import Settings
@@ -81,7 +82,7 @@ def finish_job(job_id: str, message: Mapping[str, Any], result: dict[str, Any], 
         result = result | {
             "outputs": write_outputs(result, job_id, destination, formats, s3_config(settings), roots_from(settings))
         }
-    first = _first_end(settings, job_id)
+    first = first_end(settings, job_id)
     recorder(settings).record(*updates, *([success_update()] if first else []))
     if first:
         _notify(settings, delivery, job_event(job_id, "succeeded", result=result))
@@ -94,7 +95,7 @@ def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings
     part = message.get("part")
     if isinstance(part, Mapping) and part.get("parent"):
         job_id = str(part["parent"])
-    if not _first_end(settings, job_id):
+    if not first_end(settings, job_id):
         return
     record_failure(settings, error)
     _notify(settings, _delivery_or_none(message), job_event(job_id, "failed", error=str(error) or type(error).__name__))
@@ -112,12 +113,14 @@ def _notify(settings: Settings, delivery: Delivery, event: dict[str, Any]) -> No
         send_later(build(delivery.callback_url, event, settings.webhook_secret), settings.webhook_max_attempts)
 
 
-def _first_end(settings: Settings, job_id: str) -> bool:
+def first_end(settings: Settings, job_id: str) -> bool:
     if not job_id:
         return True
     try:
         key = ENDED_KEY.format(job_id=job_id)
-        return bool(shared_redis(settings.broker_url).set(key, 1, nx=True, ex=settings.result_expires))
+        return bool(
+            shared_redis(RedisSettings.from_settings(settings)).set(key, 1, nx=True, ex=settings.result_expires)
+        )
     except (redis.RedisError, OSError) as exc:
         log.warning("cannot check whether job %s was announced: %s", job_id, exc)
         return True

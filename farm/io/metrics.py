@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE
+from farm.queue.connections import RedisSettings, shared_redis
 
 if TYPE_CHECKING:
     from farm.config import Settings
@@ -64,12 +64,6 @@ MODEL_LOAD = Metric(
 RECORDED = (JOBS, AUDIO_SECONDS, ERRORS, SPEED, MODEL_LOAD)
 
 
-@cache
-def shared_redis(url: str) -> redis.Redis:
-    """One connection pool per URL for the whole process."""
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 # One metric update, applied to a Redis pipeline; updates of one job travel together.
 Update = Callable[[Any], None]
 
@@ -93,8 +87,8 @@ def observed(metric: Metric, value: float, **labels: str) -> Update:
 class Recorder:
     """Adds to the farm's metrics in Redis; every method swallows Redis errors."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, where: RedisSettings) -> None:
+        self.where = where
 
     def count(self, metric: Metric, amount: float = 1, **labels: str) -> None:
         self.record(counted(metric, amount, **labels))
@@ -107,7 +101,7 @@ class Recorder:
         if not updates:
             return
         try:
-            pipe = shared_redis(self.url).pipeline(transaction=False)
+            pipe = shared_redis(self.where).pipeline(transaction=False)
             for update in updates:
                 update(pipe)
             pipe.execute()
@@ -116,7 +110,7 @@ class Recorder:
 
 
 def recorder(settings: Settings) -> Recorder:
-    return Recorder(settings.broker_url)
+    return Recorder(RedisSettings.from_settings(settings))
 
 
 def audio_updates(result: Mapping[str, Any]) -> list[Update]:
@@ -154,11 +148,11 @@ def _labels(metric: Metric, labels: Mapping[str, str]) -> str:
 class FarmCollector:
     """A prometheus_client collector that reads the farm's totals from Redis per scrape."""
 
-    def __init__(self, broker_url: str) -> None:
-        self.broker_url = broker_url
+    def __init__(self, where: RedisSettings) -> None:
+        self.where = where
 
     def collect(self) -> Iterator[Any]:
-        client = shared_redis(self.broker_url)
+        client = shared_redis(self.where)
         try:
             yield from (_family(metric, client.hgetall(_key(metric))) for metric in RECORDED)
             yield _queue_depths(client)
@@ -226,7 +220,7 @@ def registry(settings: Settings) -> Any:
     from prometheus_client import CollectorRegistry
 
     farm_registry = CollectorRegistry(auto_describe=False)
-    farm_registry.register(FarmCollector(settings.broker_url))
+    farm_registry.register(FarmCollector(RedisSettings.from_settings(settings)))
     return farm_registry
 
 

@@ -1,4 +1,4 @@
-"""Celery configuration shared by the worker app and the client, and a broker probe.
+"""Celery configuration shared by the worker app and the client.
 
 Plain values only: this module never imports Celery, so the client and the tasks
 package build their apps from the same dictionary.
@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
+from farm.queue.connections import RedisSettings
 
 # kombu's Redis transport, but an unreadable item on a queue is dropped instead of
 # stopping the worker process (farm/queue/transport.py).
@@ -71,37 +72,12 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def redis_ssl_options(settings: Settings) -> dict[str, Any]:
-    """redis-py/Celery TLS options for ``rediss://`` URLs, from the redis_tls_* settings."""
-    import ssl
-
-    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-    options: dict[str, Any] = {"ssl_cert_reqs": reqs[settings.redis_tls_cert_reqs]}
-    files = {
-        "ssl_ca_certs": settings.redis_tls_ca_certs,
-        "ssl_certfile": settings.redis_tls_certfile,
-        "ssl_keyfile": settings.redis_tls_keyfile,
-    }
-    options.update({key: path for key, path in files.items() if path})
-    return options
-
-
 def _tls_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    if settings.broker_url.startswith("rediss://"):
-        config["broker_use_ssl"] = redis_ssl_options(settings)
-    if settings.result_backend.startswith("rediss://"):
-        config["redis_backend_use_ssl"] = redis_ssl_options(settings)
+    broker = RedisSettings.from_settings(settings)
+    backend = RedisSettings.from_settings(settings, settings.result_backend)
+    if broker.tls:
+        config["broker_use_ssl"] = broker.ssl_options()
+    if backend.tls:
+        config["redis_backend_use_ssl"] = backend.ssl_options()
     return config
-
-
-def broker_reachable(url: str, timeout: float = 1.0, tls: dict[str, Any] | None = None) -> bool:
-    """True when a Redis server answers PING at ``url`` (``tls``: redis_ssl_options for rediss://)."""
-    import redis
-
-    try:
-        extra = tls if tls and url.startswith("rediss://") else {}
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, **extra)
-        return bool(client.ping())
-    except (redis.RedisError, OSError, ValueError):
-        return False

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import click
 
 from farm.config import Settings
-from farm.queue.broker import broker_reachable
+from farm.queue.connections import RedisSettings, reachable
 from farm.serve.devices import CPU
 from farm.serve.redis_server import RedisServer, start_redis
 from farm.serve.supervisor import Child, Supervisor, plan
@@ -41,7 +41,7 @@ def run_local_farm(settings: Settings) -> int:
 
 
 def _ensure_redis(settings: Settings) -> RedisServer | None:
-    if broker_reachable(settings.broker_url):
+    if reachable(RedisSettings.from_settings(settings)):
         return None
     port = urlparse(settings.broker_url).port or 6379
     click.echo(f"starting redis-server on port {port}", err=True)

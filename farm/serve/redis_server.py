@@ -86,13 +86,13 @@ def start_redis(port: int | None = None, password: str | None = None, timeout: f
 
 
 def _wait_ready(server: RedisServer, timeout: float) -> None:
-    from farm.queue.broker import broker_reachable
+    from farm.queue.connections import RedisSettings, reachable
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             break
-        if broker_reachable(server.url, timeout=0.5):
+        if reachable(RedisSettings(server.url), timeout_s=0.5):
             return
         time.sleep(0.05)
     server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -14,6 +15,7 @@ from farm.inference.weights.models import resolve_model
 from farm.io.from_settings import roots_from, s3_config
 from farm.io.metrics import record_model_load
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _runtime: list[Runtime] = []
 
@@ -94,4 +96,13 @@ def _timed_build(settings: Settings) -> Runtime:
     started = time.perf_counter()
     runtime = build_runtime(settings)
     record_model_load(settings, time.perf_counter() - started)
+    log.info("runtime: %s", banner(settings))
     return runtime
+
+
+def banner(settings: Settings) -> str:
+    """What this worker process runs with, for its start log (the values the batcher really uses)."""
+    policy = batch_policy(settings)
+    shape = f"gathers up to {policy.max_jobs} jobs, {policy.batch_size} windows per call, pack {policy.pack}"
+    batcher = shape if settings.pool == "threads" else f"one job per {settings.pool} child"
+    return f"{settings.engine} {settings.model} on {settings.device}, {batcher}"

@@ -38,8 +38,13 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
+def resolved_concurrency(settings: Settings, device: Device, gpus: list[Gpu] | None = None) -> int:
+    """The device's own value, else the farm's, else (0) what fits the device."""
+    return settings.concurrency_for(device.name) or auto_concurrency(device, settings.model, gpus or [])
+
+
 def worker_argv(settings: Settings, device: Device, hostname: str, gpus: list[Gpu] | None = None) -> list[str]:
-    concurrency = settings.concurrency_for(device.name) or auto_concurrency(device, settings.model, gpus or [])
+    concurrency = resolved_concurrency(settings, device, gpus)
     argv = [
         sys.executable, "-m", "celery", "-A", "tasks", "worker",
         "--queues", ",".join(device.queues),
@@ -54,8 +59,10 @@ def worker_argv(settings: Settings, device: Device, hostname: str, gpus: list[Gp
     return argv
 
 
-def worker_env(device: Device, base: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(device: Device, concurrency: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: its device, and the concurrency its batcher gathers jobs up to."""
     env = dict(os.environ if base is None else base)
+    env["FARM_CONCURRENCY"] = str(concurrency)
     if device.cuda_index is None:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker must not grab a GPU by accident
         env["FARM_DEVICE"] = "cpu"
@@ -69,7 +76,12 @@ def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
     host = hostname or socket.gethostname()
     gpus = gpu_inventory()
     devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers, settings.cpu_threads))
-    return [Child(d, worker_argv(settings, d, host, gpus), worker_env(d)) for d in devices]
+    return [_child(settings, d, host, gpus) for d in devices]
+
+
+def _child(settings: Settings, device: Device, hostname: str, gpus: list[Gpu]) -> Child:
+    concurrency = resolved_concurrency(settings, device, gpus)
+    return Child(device, worker_argv(settings, device, hostname, gpus), worker_env(device, concurrency))
 
 
 class Supervisor:

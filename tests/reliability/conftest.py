@@ -60,9 +60,9 @@ class PersistentRedis:
 
 
 def _answers(url: str) -> bool:
-    from farm.queue.broker import broker_reachable
+    from farm.queue.connections import RedisSettings, reachable
 
-    return broker_reachable(url, timeout=0.3)
+    return reachable(RedisSettings(url), timeout_s=0.3)
 
 
 def wait_until(condition: object, timeout: float, message: str, interval: float = 0.1) -> None:
