@@ -25,6 +25,7 @@ lint: install
 	$(BIN)/ruff check farm tasks tests bench
 	$(BIN)/ruff format --check farm tasks tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest
