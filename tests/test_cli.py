@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 import srt
 import webvtt
 
@@ -96,7 +98,8 @@ def test_config_shows_values_and_sources(env: dict[str, str]) -> None:
     report = json.loads(done.stdout)
     assert report["values"]["concurrency"] == 2
     assert report["sources"]["concurrency"] == "environment variable FARM_CONCURRENCY"
-    assert report["sources"]["engine"].endswith("settings.toml [default]")
+    assert report["sources"]["engine"] == "farm/defaults.toml [default]"
+    assert report["sources"]["result_backend"] == "broker_url (environment variable FARM_BROKER_URL)"
 
 
 def test_invalid_settings_stop_with_the_key_named(env: dict[str, str]) -> None:
@@ -130,5 +133,19 @@ def test_embedded_farm_when_the_broker_has_no_worker(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "no worker answered; starting a private Redis" in done.stderr
         assert JFK_PHRASE in normalise((tmp_path / "jfk.txt").read_text())
+    finally:
+        lonely.stop()
+
+
+def test_default_url_is_never_handed_a_job(farm_settings: Settings, worker: WorkerProcess) -> None:
+    """broker_url left at its default: a farm answering there is somebody else's, so not used or touched."""
+    from farm.commands.jobs import _why_not_served
+
+    assert not farm_settings.chosen("broker_url")  # the session Redis, as if it answered on 6379
+    assert _why_not_served(farm_settings) is not None  # the session worker answers, yet it is not asked
+    lonely = start_redis()
+    try:
+        _why_not_served(replace(farm_settings, broker_url=lonely.url, result_backend=lonely.url))
+        assert redis.Redis.from_url(lonely.url).keys() == []  # no probe left a key behind
     finally:
         lonely.stop()

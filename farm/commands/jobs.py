@@ -89,8 +89,9 @@ def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
         return settings
     if not settings.embedded_broker:
         raise BrokerUnavailableError(f"{reason} and embedded_broker is off; start `farm worker` or `farm up`")
-    from farm.serve.embedded import local_farm
+    from farm.serve.embedded import local_farm, require_worker_side
 
+    require_worker_side(settings.engine)
     click.echo(f"{reason}; starting a private Redis and worker", err=True)
     return stack.enter_context(local_farm(settings)).settings
 
@@ -105,6 +106,10 @@ def _answering_broker() -> Settings:
 
 
 def _why_not_served(settings: Settings) -> str | None:
+    if settings.embedded_broker and not settings.chosen("broker_url"):
+        # Whatever answers at the default URL may be another farm: never hand it a job (or leave
+        # keys there) unless the user pointed us at it.
+        return "no broker_url is set"
     if not reachable(RedisSettings.from_settings(settings)):
         return "no broker answered"
     probe = Client(settings)

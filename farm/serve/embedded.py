@@ -6,6 +6,7 @@ the production path (real Redis, real Celery worker), only started and stopped f
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,10 +18,12 @@ from dataclasses import dataclass, replace
 
 from farm.client import Client
 from farm.config import Settings
-from farm.errors import BrokerUnavailableError
+from farm.errors import BrokerUnavailableError, ConfigError
 from farm.serve.redis_server import start_redis
 
 WORKER_START_TIMEOUT_S = 300.0  # a first start may assemble or convert the model
+# What a worker of each engine imports (whisperfarm[worker]); a producer install has none of it.
+WORKER_MODULES = {"ctranslate2": ("numpy", "av", "faster_whisper"), "transformers": ("numpy", "av", "torch")}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class LocalFarm:
 def local_farm(settings: Settings, env: Mapping[str, str] | None = None, processes: int = 1) -> Iterator[LocalFarm]:
     """A private Redis and one `farm worker` (with ``env`` on top of this process's),
     yielded once ``processes`` worker processes answer a ping."""
+    require_worker_side(settings.engine)
     server = start_redis()
     local = replace(settings, broker_url=server.url, result_backend=server.url)
     log = tempfile.NamedTemporaryFile(prefix="farm-worker-", suffix=".log", delete=False)  # noqa: SIM115  (outlives this block)
@@ -49,6 +53,16 @@ def local_farm(settings: Settings, env: Mapping[str, str] | None = None, process
         _stop(worker)
         server.stop()
         log.close()
+
+
+def require_worker_side(engine: str) -> None:
+    """Fail at once, with what to do, where this install could not run a worker."""
+    missing = [name for name in WORKER_MODULES.get(engine, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"this install has no worker side (no {', '.join(missing)}): "
+            "install whisperfarm[worker] to run a local worker, or point FARM_BROKER_URL at a farm"
+        )
 
 
 def _wait_for_workers(settings: Settings, worker: subprocess.Popen[bytes], count: int, log_path: str) -> None:
