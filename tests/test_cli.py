@@ -94,7 +94,8 @@ def test_undecodable_file_fails_without_traceback(env: dict[str, str], tmp_path:
 
 
 def test_config_shows_values_and_sources(env: dict[str, str]) -> None:
-    done = farm("config", "--json", env=env | {"FARM_CONCURRENCY": "2"})
+    own = {k: v for k, v in env.items() if k != "FARM_RESULT_BACKEND"}  # it follows the broker
+    done = farm("config", "--json", env=own | {"FARM_CONCURRENCY": "2"})
     report = json.loads(done.stdout)
     assert report["values"]["concurrency"] == 2
     assert report["sources"]["concurrency"] == "environment variable FARM_CONCURRENCY"
