@@ -21,6 +21,7 @@ COMMANDS = {
     "model": "model",
     "bench": "bench",
     "capacity": "capacity",
+    "dead-letters": "queue",
 }
 
 
@@ -33,7 +34,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        command = getattr(importlib.import_module(f"farm.commands.{COMMANDS[cmd_name]}"), cmd_name)
+        command = getattr(importlib.import_module(f"farm.commands.{COMMANDS[cmd_name]}"), cmd_name.replace("-", "_"))
         assert isinstance(command, click.Command), f"farm.commands.{COMMANDS[cmd_name]}.{cmd_name}"
         return command
 

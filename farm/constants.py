@@ -11,6 +11,8 @@ FANOUT_PROGRESS_KEY = "farm:fanout:{job_id}"
 METRICS_KEY_PREFIX = "farm:metrics:"
 # Marks a job whose outputs and webhook were already delivered (once per job).
 ENDED_KEY = "farm:ended:{job_id}"
+# Items no worker could read (a list, newest first, of JSON records: the raw item, why, when).
+DEAD_LETTER_KEY = "farm.dead"
 # The API's index of recent jobs (sorted set by creation time) and one hash per job.
 API_JOBS_INDEX_KEY = "farm:api:jobs"
 API_JOB_KEY = "farm:api:job:{job_id}"

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from farm.config import Settings
-from farm.constants import SHARED_QUEUE, TRANSCRIBE_TASK
+from farm.constants import DEAD_LETTER_KEY, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import InvalidJobError, StorageNotFoundError, UnknownLanguageError
 from tests.conftest import ROOT, worker_env
 from tests.reliability.conftest import Farm, own_farm, wait_all, wait_until
@@ -316,8 +316,8 @@ def _envelope(body: str, **extra: Any) -> bytes:
     return json.dumps({"body": body, "properties": properties, **extra}).encode()
 
 
-# Items pushed on the queue list by hand: none is a message kombu can deliver but the last,
-# whose body is no task. None may stop the worker process or disturb a job.
+# Items pushed on the queue list by hand: none is a message kombu can deliver, and the last
+# one's body is no task. Each goes to the dead letters; none may stop the worker or disturb a job.
 GARBAGE = [
     b"\x00 not a message {",
     b"\xff\xfe\xfd not utf-8",
@@ -342,10 +342,12 @@ def test_garbage_on_the_queue_is_dropped_and_costs_no_job(farm_settings: Setting
         statuses = wait_all(farm.client, [*before, *after], timeout=60)
         done_in = time.monotonic() - pushed_at
         assert [s.state for s in statuses] == ["succeeded"] * 6
-        wait_until(lambda: farm.logs().count("dropped an unreadable item") == len(GARBAGE), 10, farm.logs())
+        buried = "to the dead letters"
+        wait_until(lambda: farm.logs().count(buried) == len(GARBAGE) + 1, 10, farm.logs())
+        assert redis.Redis.from_url(farm.settings.broker_url).llen(DEAD_LETTER_KEY) == len(GARBAGE) + 1
         log = farm.logs()
         assert "Unrecoverable error" not in log and log.count("loaded ctranslate2 model") == 1  # no restart
         assert farm.workers[0].process.poll() is None
         runs = farm.executions()
         assert all(runs[j.id] == 1 for j in [*before, *after]), runs
-    print(f"garbage on the queue: {len(GARBAGE) + 1} items dropped, 6/6 jobs done {done_in:.1f} s after the push")
+    print(f"garbage on the queue: {len(GARBAGE) + 1} items dead-lettered, 6/6 jobs done {done_in:.1f} s after the push")

@@ -1,67 +1,96 @@
-"""The worker's Redis transport: an item on a queue it cannot read is dropped, not fatal.
+"""The worker's Redis transport: an item on a queue it cannot read goes to the dead-letter list.
 
-kombu reads each item it pops from a queue list as a JSON envelope before Celery sees
-it. Bytes that are no envelope at all (not UTF-8, not JSON, no ``properties``, a body
-that is not base64) make it raise inside the consumer loop, and Celery stops the worker
-process ("Unrecoverable error"); the jobs that process held then wait out the visibility
-timeout. Anyone who can reach Redis can push anything, so the worker logs such an item
-and drops it instead. A readable envelope whose *task* is bad stays Celery's to refuse
-(it does: an invalid task is logged and acknowledged).
+kombu reads each item it pops from a queue list as a JSON envelope, and Celery then reads
+the envelope's headers, without checking either. An item that is not an envelope, or one
+with a field of the wrong type (``farm.queue.envelope``), raises inside the consumer loop:
+Celery stops the worker process, kombu hands the same item to the next process, and the
+farm crash-loops. Anyone who can reach Redis can push anything, so this transport checks
+every item before kombu and Celery see it, and moves what it cannot deliver to
+``farm.dead`` (``farm.queue.dead_letters``) with one log line. Should Celery still trip
+over a message that passed the checks, that message goes to the dead letters too
+(acknowledged) instead of taking the process down.
 
 ``tasks.app`` selects this transport for redis:// and rediss:// brokers.
 """
 
 from __future__ import annotations
 
-import binascii
-import json
 import logging
+from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.transport.virtual import Message
+from kombu.utils.json import dumps, loads
+
+from farm.queue.dead_letters import dead_letter, push
+from farm.queue.envelope import UnreadableEnvelopeError, check_envelope
 
 log = logging.getLogger(__name__)
 
-# What kombu itself reads from an envelope before anyone else can object.
-ROUTING_KEYS = ("exchange", "routing_key")
-
-
-class UnreadableEnvelopeError(Exception):
-    """An item on a queue list that is not a kombu message envelope."""
-
-
-class CheckedMessage(Message):
-    """kombu's message, refusing an envelope it would otherwise trip over later."""
-
-    def __init__(self, payload: Any, channel: Any = None, **kwargs: Any) -> None:
-        check_envelope(payload)
-        try:
-            super().__init__(payload, channel=channel, **kwargs)  # type: ignore[no-untyped-call]
-        except (binascii.Error, ValueError, TypeError) as exc:  # the body's transfer encoding
-            raise UnreadableEnvelopeError(f"its body cannot be decoded: {exc}") from exc
-
-
-def check_envelope(payload: Any) -> None:
-    """Raise UnreadableEnvelopeError unless ``payload`` has what kombu needs to deliver it."""
-    properties = payload.get("properties") if isinstance(payload, dict) else None
-    if not isinstance(properties, dict) or "delivery_tag" not in properties:
-        raise UnreadableEnvelopeError("it is not a message envelope (no properties with a delivery_tag)")
-    info = properties.get("delivery_info")
-    if not isinstance(info, dict) or not all(key in info for key in ROUTING_KEYS):
-        raise UnreadableEnvelopeError("its properties carry no delivery_info with exchange and routing_key")
-
 
 class Channel(kombu_redis.Channel):
-    Message = CheckedMessage
-
     def _brpop_read(self, **options: Any) -> bool:
+        # kombu's own _brpop_read, with the item checked before delivery (kombu 5.7).
         try:
-            return bool(super()._brpop_read(**options))  # type: ignore[no-untyped-call]
-        except (UnicodeDecodeError, json.JSONDecodeError, UnreadableEnvelopeError) as exc:
-            # BRPOP already took the item off the list: nothing to put back or acknowledge.
-            log.error("dropped an unreadable item from the queue: %s", exc)
+            try:
+                popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects
+                raise
+            if not popped:
+                raise Empty()
+            dest, item = popped
+            queue = _text(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            return self._deliver_item(queue, item)
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
+
+    def _deliver_item(self, queue: str, item: bytes) -> bool:
+        try:
+            payload = loads(_text(item))  # type: ignore[no-untyped-call]
+            check_envelope(payload)
+        except UnreadableEnvelopeError as exc:
+            self._bury(item, str(exc), queue)  # BRPOP took it off the list: nothing to put back
             return False
+        except Exception as exc:  # not UTF-8, not JSON, or a kombu type marker whose decoder failed
+            self._bury(item, f"it is not a JSON envelope: {type(exc).__name__}: {exc}", queue)
+            return False
+        self.connection._deliver(payload, queue)
+        return True
+
+    def basic_consume(self, queue: str, no_ack: bool, callback: Callable[[Any], Any], *args: Any, **kw: Any) -> Any:
+        return super().basic_consume(queue, no_ack, self._guarded(callback), *args, **kw)  # type: ignore[no-untyped-call]
+
+    def _guarded(self, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def deliver(message: Any) -> Any:
+            try:
+                return callback(message)
+            except self.connection_errors:
+                raise
+            except Exception as exc:  # Celery refused a message the checks let through: never fatal
+                self._bury_delivered(message, f"the worker could not take it: {type(exc).__name__}: {exc}")
+                return None
+
+        return deliver
+
+    def _bury_delivered(self, message: Any, reason: str) -> None:
+        raw: str = dumps(message._raw)  # type: ignore[no-untyped-call]
+        queue = str(message.delivery_info.get("routing_key", ""))
+        self._bury(raw.encode(), reason, queue)
+        if not message.acknowledged:
+            message.ack()  # out of the unacked hash, so no restart brings it back
+
+    def _bury(self, item: bytes, reason: str, queue: str) -> None:
+        log.error("moved an unreadable item from queue %s to the dead letters: %s", queue, reason)
+        with self.conn_or_acquire() as client:
+            push(client, dead_letter(item, reason, queue))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 class Transport(kombu_redis.Transport):
