@@ -30,11 +30,10 @@ from farm.errors import (
     InvalidJobError,
     JobFailedError,
     JobTimeoutError,
-    StorageNotFoundError,
 )
 from farm.io.delivery import presigned_urls
 from farm.io.from_settings import s3_config
-from farm.io.storage import S3Storage, staging_uri
+from farm.io.storage import S3Storage, local_file, staging_uri
 from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
 from farm.job.transcript import TranscribeOptions
 from farm.queue.broker import celery_config
@@ -205,9 +204,7 @@ class Client:
             return job_message("", options, inline_audio=source, name="inline audio", delivery=delivery)
         reference = str(source)
         if "://" not in reference:
-            path = Path(reference).expanduser().resolve()
-            if not path.is_file():
-                raise StorageNotFoundError(f"no such file: {reference}")
+            path = local_file(reference)  # a symlink loop or an unreadable directory: one typed line
             reference = self._staged(path) if self.settings.upload_to_staging else str(path)
         return job_message(reference, options, delivery=delivery)
 

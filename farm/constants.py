@@ -13,6 +13,9 @@ METRICS_KEY_PREFIX = "farm:metrics:"
 ENDED_KEY = "farm:ended:{job_id}"
 # Items no worker could read (a list, newest first, of JSON records: the raw item, why, when).
 DEAD_LETTER_KEY = "farm.dead"
+# Delivery tags a worker process holds unacknowledged (a set per host:pid), so that whoever
+# sees it die can give them back at once instead of after visibility_timeout.
+UNACKED_OWNER_KEY = "farm:unacked:{owner}"
 # The API's index of recent jobs (sorted set by creation time) and one hash per job.
 API_JOBS_INDEX_KEY = "farm:api:jobs"
 API_JOB_KEY = "farm:api:job:{job_id}"

@@ -332,7 +332,7 @@ NOT_A_TASK = _envelope(
 )  # fmt: skip
 
 
-def test_garbage_on_the_queue_is_dropped_and_costs_no_job(farm_settings: Settings, tmp_path: Path) -> None:
+def test_garbage_on_the_queue_is_dead_lettered_and_costs_no_job(farm_settings: Settings, tmp_path: Path) -> None:
     audio = clip(tmp_path, 4.0)
     with own_farm(farm_settings, tmp_path, FARM_CONCURRENCY="2") as farm:
         before = farm.client.submit_many([audio] * 3, beam_size=1, language="en")

@@ -11,7 +11,7 @@ import redis
 from farm.commands.errors import friendly_errors
 from farm.config import get_settings
 from farm.errors import BrokerUnavailableError
-from farm.queue.broker import redis_ssl_options
+from farm.queue.connections import RedisSettings, new_redis
 from farm.queue.dead_letters import DeadLetter, newest
 
 SHOWN_ITEM_CHARS = 200
@@ -23,10 +23,8 @@ SHOWN_ITEM_CHARS = 200
 @friendly_errors
 def dead_letters(limit: int, as_json: bool) -> None:
     """List the queue items workers could not read (kept in the farm.dead list)."""
-    settings = get_settings()
-    tls = redis_ssl_options(settings) if settings.broker_url.startswith("rediss://") else {}
     try:
-        letters = newest(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, **tls), limit)
+        letters = newest(new_redis(RedisSettings.from_settings(get_settings())), limit)
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnavailableError(f"cannot read the dead letters: {type(exc).__name__}") from exc
     for letter in letters:

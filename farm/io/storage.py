@@ -22,7 +22,7 @@ from farm.errors import (
     StorageNotFoundError,
     StorageUnavailableError,
 )
-from farm.io.roots import Roots, check_local_input, check_local_output
+from farm.io.roots import Roots, check_local_input, check_local_output, filesystem_error, resolved
 
 T = TypeVar("T")
 _client_lock = threading.Lock()
@@ -65,24 +65,36 @@ class LocalStorage:
         self.roots = roots
 
     def read(self, reference: str) -> Path:
-        path = check_local_input(_local_path(reference), self.roots)
-        if not path.is_file():
-            raise StorageNotFoundError(f"no such file: {path}")
-        try:
-            with open(path, "rb"):
-                return path
-        except PermissionError as exc:
-            raise StorageAccessError(f"permission denied: {path}") from exc
+        return readable_file(check_local_input(_local_path(reference), self.roots))
 
     def write(self, reference: str, data: bytes, content_type: str) -> None:
         path = check_local_output(_local_path(reference), self.roots)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        except PermissionError as exc:
-            raise StorageAccessError(f"permission denied: {path}") from exc
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot write {path}: {exc.strerror}") from exc
+        except OSError as exc:  # full, read-only or gone: the same next time
+            raise filesystem_error(path, exc) from exc
+
+
+def local_file(reference: str) -> Path:
+    """A producer's local audio file, resolved; any filesystem error is a typed, one-line PermanentError."""
+    path = resolved(_local_path(reference))
+    try:
+        if not path.is_file():
+            raise StorageNotFoundError(f"no such file: {reference}")
+        return path
+    except OSError as exc:
+        raise filesystem_error(Path(reference), exc) from exc
+
+
+def readable_file(path: Path) -> Path:
+    try:
+        if not path.is_file():
+            raise StorageNotFoundError(f"no such file: {path}")
+        with open(path, "rb"):
+            return path
+    except OSError as exc:
+        raise filesystem_error(path, exc) from exc
 
 
 class S3Storage:

@@ -25,11 +25,37 @@ from kombu.utils.json import dumps, loads
 
 from farm.queue.dead_letters import dead_letter, push
 from farm.queue.envelope import UnreadableEnvelopeError, check_envelope
+from farm.queue.recovery import owner_key, owner_name
 
 log = logging.getLogger(__name__)
 
+# How long a process's list of held deliveries outlives its last delivery: by then kombu's
+# own visibility_timeout sweep (at most a day in practice) has returned them anyway.
+OWNER_TTL_S = 2 * 86_400
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's acknowledgement emulation, filing each delivery under this process as well.
+
+    The set ``farm:unacked:<host>:<pid>`` names what this process holds, so the supervisor
+    can return it the moment the process dies (``farm.queue.recovery``).
+    """
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        key = owner_key(owner_name())
+        with self.channel.conn_or_acquire() as client:
+            # Filed first: a death in between leaves a name without a message, never the reverse.
+            client.pipeline().sadd(key, delivery_tag).expire(key, OWNER_TTL_S).execute()
+        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        removed = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        return removed.srem(owner_key(owner_name()), delivery_tag)
+
 
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+
     def _brpop_read(self, **options: Any) -> bool:
         # kombu's own _brpop_read, with the item checked before delivery (kombu 5.7).
         try:

@@ -3,24 +3,34 @@
 Each GPU gets its own process pinned with ``CUDA_VISIBLE_DEVICES``, its own queue
 (``farm.gpuN``) plus the shared queue, and its own node name; without GPUs one CPU
 worker serves ``farm.cpu``. SIGTERM/SIGINT are forwarded so running jobs finish
-(Celery's warm shutdown); a child that dies on its own is restarted.
+(Celery's warm shutdown). A child that dies on its own has its unacknowledged jobs put
+back on their queues at once (``farm.queue.recovery``) and is restarted with a backoff,
+at most ``RestartPolicy.max_restarts`` times within its window; each death is logged
+with its cause (exit code or signal).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
 from farm.config import Settings
+from farm.queue.connections import RedisSettings
+from farm.queue.recovery import owner_name, reclaim
 from farm.serve.devices import Device, Gpu, auto_concurrency, cpu_workers_for, gpu_inventory, select_devices
+from farm.serve.restarts import RestartPolicy, RestartRecord, exit_cause
 
-RESTART_DELAY_S = 2.0
+log = logging.getLogger(__name__)
+
+TICK_S = 0.2  # how often the supervisor looks at its children
 
 
 @dataclass
@@ -29,10 +39,14 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
-    restarts: int = field(default=0)
+    record: RestartRecord = field(default_factory=RestartRecord)
+    started_at: float = 0.0
+    restart_at: float | None = None  # when a dead child is due to start again
+    gave_up: bool = False
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env)
+        self.started_at, self.restart_at = time.monotonic(), None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -84,21 +98,31 @@ def _child(settings: Settings, device: Device, hostname: str, gpus: list[Gpu]) -
     return Child(device, worker_argv(settings, device, hostname, gpus), worker_env(device, concurrency))
 
 
-class Supervisor:
-    """Starts the children, restarts crashed ones, and forwards shutdown signals."""
+# Called with the pid of a child that died, before it is restarted.
+OnDeath = Callable[[int], None]
 
-    def __init__(self, children: list[Child]) -> None:
+
+class Supervisor:
+    """Starts the children, restarts dead ones (within ``policy``), and forwards shutdown signals."""
+
+    def __init__(self, children: list[Child], policy: RestartPolicy | None = None, on_death: OnDeath | None = None):
         self.children = children
         self.stopping = False
+        self.on_death = on_death
+        for child in children:
+            child.record = RestartRecord(policy or RestartPolicy())
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._forward)
         signal.signal(signal.SIGINT, self._forward)
         for child in self.children:
             child.start()
-        while not self._all_exited():
-            self._restart_crashed()
-            time.sleep(0.5)
+        while not self._finished():
+            for child in self.children:
+                self._tend(child, time.monotonic())
+            time.sleep(TICK_S)
+        if any(c.gave_up for c in self.children):
+            return 1
         return max((c.process.returncode or 0) if c.process else 0 for c in self.children)
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
@@ -107,18 +131,57 @@ class Supervisor:
             if child.alive() and child.process is not None:
                 child.process.send_signal(signal.SIGTERM)
 
-    def _all_exited(self) -> bool:
+    def _finished(self) -> bool:
         if self.stopping:
             return not any(c.alive() for c in self.children)
-        return all(c.process is not None and c.process.poll() is not None and c.restarts >= 5 for c in self.children)
+        return all(c.gave_up for c in self.children)
 
-    def _restart_crashed(self) -> None:
-        for child in self.children:
-            if not self.stopping and not child.alive() and child.restarts < 5:
-                time.sleep(RESTART_DELAY_S)
-                child.restarts += 1
-                child.start()
+    def _tend(self, child: Child, now: float) -> None:
+        if self.stopping or child.gave_up or child.alive():
+            return
+        if child.restart_at is None:
+            self._buried(child, now)
+        elif now >= child.restart_at:
+            child.start()
+            log.info("worker %s restarted (pid %s)", child.device.name, child.process and child.process.pid)
+
+    def _buried(self, child: Child, now: float) -> None:
+        assert child.process is not None
+        pid, cause = child.process.pid, exit_cause(child.process.returncode)
+        if self.on_death is not None:
+            self.on_death(pid)
+        delay = child.record.next_delay(now, now - child.started_at)
+        window = f"{len(child.record.times)} in {child.record.policy.window_s:.0f} s"
+        if delay is None:
+            child.gave_up = True
+            log.error("worker %s (pid %d) %s; giving up: restarted %s", child.device.name, pid, cause, window)
+            return
+        child.restart_at = now + delay
+        uptime = now - child.started_at
+        log.warning(
+            "worker %s (pid %d) %s after %.0f s; restarting in %.0f s (restarts: %s)",
+            child.device.name, pid, cause, uptime, delay, window,
+        )  # fmt: skip
+
+
+def reclaimer(settings: Settings) -> OnDeath:
+    """Return a dead child's unacknowledged jobs to their queues at once (farm.queue.recovery)."""
+    broker = RedisSettings.from_settings(settings)
+    results = RedisSettings.from_settings(settings, settings.result_backend)
+
+    def on_death(pid: int) -> None:
+        try:
+            done = reclaim(broker, results, owner_name(pid=pid))
+        except Exception as exc:  # Redis away: kombu's visibility_timeout sweep returns them later
+            log.warning("could not return the jobs of worker pid %d: %s: %s", pid, type(exc).__name__, exc)
+            return
+        if done.requeued or done.finished:
+            log.warning("returned %d job(s) of worker pid %d to their queues: %s; %d had already finished",
+                        len(done.requeued), pid, ", ".join(done.requeued), len(done.finished))  # fmt: skip
+
+    return on_death
 
 
 def run_workers(settings: Settings) -> int:
-    return Supervisor(plan(settings)).run()
+    logging.basicConfig(level=settings.log_level, format="[%(asctime)s: %(levelname)s/supervisor] %(message)s")
+    return Supervisor(plan(settings), on_death=reclaimer(settings)).run()
