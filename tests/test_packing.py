@@ -15,6 +15,7 @@ from farm.inference import audio, packing
 from farm.inference.batching import Batcher, BatchPolicy
 from farm.inference.engines import load_engine
 from farm.inference.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
+from farm.inference.vad import Span
 from farm.inference.weights.models import resolve_model
 from farm.job.transcript import SAMPLE_RATE, Segment, Transcript, Word
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
@@ -71,6 +72,66 @@ def test_clips_run_together_or_skipped_are_doubtful() -> None:
     assert doubtful(own[0], _segment(("two", 5.5, 8.5), probability=0.0), own[2]) == set()
     # Without word times a segment counts where it starts and where it ends.
     assert doubtful(replace(own[0], words=()), replace(own[1], end=11.0, words=()), own[2]) == {1, 2}
+
+
+def _spoken(duration: float, *words: tuple[float, float]) -> Transcript:
+    """A clip's transcript whose words lie at the given times (one segment)."""
+    timed = tuple(Word(start, end, " word", 0.9) for start, end in words)
+    segments = (Segment(0, timed[0].start, timed[-1].end, " word" * len(timed), words=timed),) if timed else ()
+    return Transcript(segments, "en", 1.0, duration)
+
+
+def _every(step: float, start: float, end: float) -> list[tuple[float, float]]:
+    """Words of ``step`` seconds back to back from ``start`` to ``end``."""
+    count = round((end - start) / step)
+    return [(start + i * step, start + (i + 1) * step) for i in range(count)]
+
+
+def test_words_that_stop_before_the_speech_does_are_a_cut_clip() -> None:
+    speech = [Span(0.3, 11.8)]
+    whole = _spoken(12.0, *_every(0.4, 0.4, 11.6))
+    assert not packing.may_be_cut(whole)  # words on every second: no VAD pass needed
+    assert packing.covers(whole, speech)
+    cut = _spoken(12.0, *_every(0.4, 0.4, 5.2))  # the text stops mid-phrase at 5.2 s
+    assert packing.may_be_cut(cut) and not packing.covers(cut, speech)
+    # The same words are whole when the speaker really stopped there (trailing silence).
+    assert packing.covers(cut, [Span(0.3, 5.5)])
+    # Under a second of speech left unheard is alignment noise, not a cut.
+    assert packing.covers(cut, [Span(0.3, 6.3)]) and not packing.covers(cut, [Span(0.3, 6.7)])
+
+
+def test_words_that_start_late_or_skip_a_stretch_are_a_cut_clip() -> None:
+    late = _spoken(12.0, *_every(0.4, 4.0, 11.6))
+    assert not packing.covers(late, [Span(0.3, 11.8)])
+    assert packing.covers(late, [Span(3.7, 11.8)])  # silence before the speaker begins
+    holed = _spoken(12.0, *_every(0.4, 0.4, 4.0), *_every(0.4, 6.4, 11.6))
+    assert not packing.covers(holed, [Span(0.3, 11.8)])
+    assert packing.covers(holed, [Span(0.3, 4.2), Span(6.2, 11.8)])  # a pause there
+    # Two stretches of speech inside one word-less gap add up.
+    assert not packing.covers(holed, [Span(0.3, 4.2), Span(4.6, 5.2), Span(5.4, 11.8)])
+
+
+def test_too_few_words_for_the_speech_are_a_cut_clip() -> None:
+    # Ten words whose times were spread over 12 s of speech: nothing unheard, too sparse.
+    smeared = _spoken(12.0, *_every(1.15, 0.3, 11.8))
+    assert packing.unheard(smeared) == []
+    assert packing.may_be_cut(smeared) and not packing.covers(smeared, [Span(0.3, 11.8)])
+    assert packing.covers(smeared, [Span(0.3, 9.0)])  # 10 words for 8.7 s of speech
+
+
+def test_a_word_placed_late_by_alignment_is_no_cut() -> None:
+    # From a real packed decode: "however," aligned as a zero-length word 1.2 s after
+    # "When," while the speech ran on; the words still cover it within their padding.
+    words = [(0.32, 1.08), (2.3, 2.3), *_every(0.4, 2.86, 17.66)]
+    assert packing.covers(_spoken(18.06, *words), [Span(0.41, 5.45), Span(5.98, 17.8)])
+
+
+def test_a_clip_without_words_or_word_times_is_judged_by_its_segments() -> None:
+    assert not packing.covers(_spoken(3.0), [Span(0.2, 2.8)])  # skipped: no word at all
+    segment = Segment(0, 0.3, 11.7, " " + "word " * 30)
+    assert packing.covers(Transcript((segment,), "en", 1.0, 12.0), [Span(0.3, 11.8)])
+    early = replace(segment, end=5.0)
+    assert not packing.covers(Transcript((early,), "en", 1.0, 12.0), [Span(0.3, 11.8)])
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +288,89 @@ def test_copies_of_one_clip_in_a_round_are_decoded_once(engine: Engine, clips: l
     alone = normalise(engine.transcribe([clips[0][0]], options)[0].text)
     assert texts[1:] == [alone] * 4  # every copy gets the text the clip has on its own
     assert counting.windows == [1, 1]  # the busy job, then one decode for all four copies
+
+
+def _one_round(packer: Batcher, clips: list[np.ndarray], options: TranscribeOptions) -> list[str]:
+    """Every clip as its own job thread, all handed in within one dispatch round."""
+    texts = [""] * len(clips)
+    ready = threading.Barrier(len(clips))
+
+    def job(index: int) -> None:
+        with packer.job():  # counted as on its way, so the dispatcher waits for all of them
+            ready.wait()
+            texts[index] = packer.transcribe(clips[index], options, timeout=600).text
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(len(clips))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return texts
+
+
+class CuttingEngine(CountingEngine):
+    """The real engine, whose packed windows lose the words Whisper gave between 4.0 and
+    10.5 s: the first clip's text stops mid-phrase, the way a packed tiny.en decode was
+    seen to keep 15 of a clip's 38 words."""
+
+    CUT = (4.0, 10.5)
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.cut_words = 0
+        self.calls: list[bool] = []  # word_timestamps of each call: True for packed windows
+        self.first_window: np.ndarray | None = None
+
+    def transcribe(
+        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        self.calls.append(options.word_timestamps)
+        if options.word_timestamps and self.first_window is None:
+            self.first_window = batch[0]
+        transcripts = self.engine.transcribe(batch, options)
+        return [self._cut(t) for t in transcripts] if options.word_timestamps else transcripts
+
+    def _cut(self, transcript: Transcript) -> Transcript:
+        kept = []
+        for segment in transcript.segments:
+            words = tuple(w for w in segment.words if not self.CUT[0] <= (w.start + w.end) / 2 < self.CUT[1])
+            self.cut_words += len(segment.words) - len(words)
+            if words:
+                kept.append(replace(segment, words=words, text="".join(w.word for w in words)))
+        return replace(transcript, segments=tuple(kept))
+
+
+def test_a_packed_clip_whose_text_was_cut_is_run_alone_and_comes_back_whole(engine: Engine) -> None:
+    # Two clips of other speakers, each over 10.5 s, packed into one window: whichever
+    # comes first loses its words from 4 s on, with nothing else amiss in the window.
+    rows = {str(r["path"]): r for r in librispeech_clips(50)}
+    names = ("librispeech_test_other/2414-128291-0005.flac", "librispeech_test_other/2609-156975-0002.flac")
+    clips = [audio.decode(EVAL / str(rows[name]["path"])) for name in names]
+    assert all(len(c) / SAMPLE_RATE > CuttingEngine.CUT[1] for c in clips)
+    cutting = CuttingEngine(engine)
+    packer = Batcher(cutting, BatchPolicy(max_jobs=2, wait_s=5.0), multilingual=False)
+    options = TranscribeOptions(language="en", beam_size=1)
+    texts = _one_round(packer, clips, options)
+    assert cutting.calls[0] is True and cutting.cut_words >= 5  # packed, and really cut
+    assert cutting.first_window is not None
+    [cut] = [i for i, clip in enumerate(clips) if np.array_equal(cutting.first_window[: len(clip)], clip)]
+    alone = [engine.transcribe([clip], options)[0].text for clip in clips]
+    assert texts[cut] == alone[cut]  # run again on its own: every word of its lone decode
+    other = 1 - cut
+    assert abs(len(texts[other].split()) - len(alone[other].split())) <= 2, (texts[other], alone[other])
+
+
+def test_packed_jobs_keep_the_words_of_their_lone_decode(engine: Engine) -> None:
+    # Eight clips of five speakers in one round, as a busy worker packs them: each job's
+    # word count stays near that of the same clip decoded alone. Which clips share a
+    # window depends on arrival order; over 6 orders no clip moved by more than 2 words,
+    # while a cut clip loses most of its words (23 of 38 in the case that prompted this).
+    rows = librispeech_clips(50)[3::6]
+    clips = [audio.decode(EVAL / str(r["path"])) for r in rows]
+    counting = CountingEngine(engine)
+    packer = Batcher(counting, BatchPolicy(max_jobs=len(clips), wait_s=5.0), multilingual=False)
+    options = TranscribeOptions(language="en", beam_size=1)
+    packed = [len(normalise(text).split()) for text in _one_round(packer, clips, options)]
+    alone = [len(normalise(engine.transcribe([clip], options)[0].text).split()) for clip in clips]
+    assert len(counting.windows) < len(clips)  # windows were shared
+    assert all(abs(p - a) <= max(3, 0.15 * a) for p, a in zip(packed, alone, strict=True)), (packed, alone)

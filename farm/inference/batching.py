@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from farm.errors import JobTimeoutError, ResourceExhaustedError
-from farm.inference import packing
+from farm.inference import packing, vad
 from farm.inference.engines.base import Audio, Engine, ProgressCallback
 from farm.job.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
 
@@ -238,7 +238,7 @@ class Batcher:
     def _settle(self, member: _Request, piece: Transcript, trusted: bool) -> None:
         # The repetition check runs per job, not per window: two jobs saying the same
         # thing must not look like a decoding loop (it would trigger a sampled retry).
-        if not trusted or _repetitive(piece, member.options.compression_ratio_threshold):
+        if not trusted or _repetitive(piece, member.options.compression_ratio_threshold) or not _covered(member, piece):
             self._alone(member)
         else:
             member.future.set_result(piece)
@@ -271,6 +271,23 @@ def _stoppable(request: _Request) -> ProgressCallback:
             request.on_progress(seconds)
 
     return report
+
+
+def _covered(member: _Request, piece: Transcript) -> bool:
+    """Whether a packed clip's words cover its speech (a cut clip is run alone).
+
+    Most clips' words leave no second unheard, and those pay no VAD pass.
+    """
+    if not packing.may_be_cut(piece):
+        return True
+    if packing.covers(piece, vad.speech_spans(member.audio)):
+        return True
+    log.info(
+        "a packed clip's words do not cover its speech (%.1f s, %d words): running it alone",
+        piece.duration,
+        len(piece.text.split()),
+    )
+    return False
 
 
 def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Exception) -> None:
