@@ -15,10 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_failure
 
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
-from farm.errors import FarmError, JobTimeoutError, RetryableError
+from farm.errors import FarmError, InvalidJobError, JobTimeoutError, RetryableError
 from farm.inference.pipeline import FanOut, run_job
 from farm.io.delivery import fail_job, finish_job
-from farm.job.merging import merge_parts
+from farm.job.result import Result, merge_parts
+from farm.job.spec import PartSpec, part_message
 from farm.serve.runtime import get_runtime, worker_settings
 from tasks.app import app
 
@@ -34,35 +35,37 @@ RETRY = {
 
 
 @app.task(name=TRANSCRIBE_TASK, **RETRY)
-def transcribe(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+def transcribe(self: Task, message: dict[str, Any]) -> Result:
     task_id = self.request.id  # the request is thread-local; progress comes from the dispatcher
-    outcome = _guarded(lambda: run_job(message, get_runtime(), _progress(self, task_id), task_id))
+    runtime = get_runtime()
+    spec = runtime.parse(message)
+    outcome = _guarded(lambda: run_job(spec, runtime, _progress(self, task_id), task_id))
     if isinstance(outcome, FanOut):
-        parts = [transcribe_part.s(part) for part in outcome.messages]
-        raise self.replace(chord(parts, merge.s(message.get("name", ""), message)))
-    return finish_job(task_id, message, outcome | {"worker": self.request.hostname}, worker_settings())
+        parts = [transcribe_part.s(part_message(message, part)) for part in outcome.parts]
+        raise self.replace(chord(parts, merge.s(spec.name, message)))
+    return finish_job(task_id, spec, outcome | {"worker": self.request.hostname}, worker_settings())
 
 
 @app.task(name=TRANSCRIBE_PART_TASK, **RETRY)
-def transcribe_part(self: Task, message: dict[str, Any]) -> dict[str, Any]:
-    part = message["part"]
-    report = _part_progress(self, part)
+def transcribe_part(self: Task, message: dict[str, Any]) -> Result:
+    runtime = get_runtime()
+    spec = runtime.parse(message)
+    part = spec.part
+    if part is None:
+        raise InvalidJobError("a part message names no 'part'")
     try:
-        outcome = _guarded(lambda: run_job(message, get_runtime(), report, self.request.id))
+        outcome = _guarded(lambda: run_job(spec, runtime, _part_progress(self, part), self.request.id))
     except FarmError as exc:
         # Say which part failed, so a user can find the bad stretch of a long file.
-        label = f"part {part['index'] + 1}/{part['count']} ({part['start']:.0f}-{part['end']:.0f} s)"
-        raise type(exc)(f"{label}: {exc}") from exc
+        raise type(exc)(f"{part.label()}: {exc}") from exc
     assert not isinstance(outcome, FanOut)  # a part never fans out again
-    return finish_job(self.request.id, message, outcome | {"worker": self.request.hostname}, worker_settings())
+    return finish_job(self.request.id, spec, outcome | {"worker": self.request.hostname}, worker_settings())
 
 
 @app.task(name=MERGE_PARTS_TASK, bind=True)
-def merge(
-    self: Task, parts: list[dict[str, Any]], source: str, message: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def merge(self: Task, parts: list[Result], source: str, message: dict[str, Any]) -> Result:
     self.backend.client.delete(FANOUT_PROGRESS_KEY.format(job_id=self.request.id))
-    return finish_job(self.request.id, message or {}, merge_parts(parts, source), worker_settings())
+    return finish_job(self.request.id, get_runtime().parse(message), merge_parts(parts, source), worker_settings())
 
 
 @task_failure.connect
@@ -97,17 +100,17 @@ def _progress(task: Task, task_id: str) -> Callable[[float], None]:
     return report
 
 
-def _part_progress(task: Task, part: dict[str, Any]) -> Callable[[float], None]:
+def _part_progress(task: Task, part: PartSpec) -> Callable[[float], None]:
     """Report the share of the whole file done, summed over its parts, on the parent job."""
-    key = FANOUT_PROGRESS_KEY.format(job_id=part["parent"])
-    length = part["end"] - part["start"]
+    key = FANOUT_PROGRESS_KEY.format(job_id=part.parent)
+    length = part.end - part.start
     redis = task.backend.client
 
     def report(percent: float) -> None:
-        redis.hset(key, str(part["index"]), percent / 100 * length)
+        redis.hset(key, str(part.index), percent / 100 * length)
         redis.expire(key, worker_settings().result_expires)
         done = sum(float(v) for v in redis.hvals(key))
-        share = 100 * done / max(part["total"], 1e-6)
-        task.update_state(task_id=part["parent"], state=PROGRESS_STATE, meta={"percent": round(min(share, 99.9), 1)})
+        share = 100 * done / max(part.total, 1e-6)
+        task.update_state(task_id=part.parent, state=PROGRESS_STATE, meta={"percent": round(min(share, 99.9), 1)})
 
     return report

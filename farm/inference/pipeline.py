@@ -17,7 +17,8 @@ from farm.inference import chunking, vad
 from farm.inference.engines.base import Audio, ProgressCallback, TranscribeOptions
 from farm.io.roots import Roots, check_output_directory
 from farm.io.storage import S3Config, storage_for
-from farm.job.spec import JobSpec, PartSpec, parse_job, part_message, result_payload
+from farm.job.result import Result, result_payload
+from farm.job.spec import JobSpec, PartSpec, parse_job
 from farm.job.transcript import Segment, Transcript
 
 # Called with the percentage (0-100) of the job's audio done.
@@ -50,9 +51,9 @@ class FanoutPolicy:
 
 @dataclass(frozen=True)
 class FanOut:
-    """The job is long: run these part messages on any workers, then merge in order."""
+    """The job is long: run these parts on any workers, then merge in order."""
 
-    messages: list[dict[str, Any]]
+    parts: list[PartSpec]
     duration: float
 
 
@@ -70,20 +71,23 @@ class Runtime:
     timeout_s: float | None = None
     fanout: FanoutPolicy | None = None
 
+    def parse(self, message: Any) -> JobSpec:
+        """The job message from the queue, validated once; a bad one is a permanent InvalidJobError."""
+        return parse_job(message, self.defaults, self.inline_limit)
 
-def run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str = "") -> dict[str, Any] | FanOut:
+
+def run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id: str = "") -> Result | FanOut:
     """Transcribe the job's audio, or (for a long file) say how to split it into parts."""
     with runtime.transcriber.job():
-        return _run_job(message, runtime, on_percent, job_id)
+        return _run_job(spec, runtime, on_percent, job_id)
 
 
-def _run_job(message: Any, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> dict[str, Any] | FanOut:
+def _run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> Result | FanOut:
     started = time.perf_counter()
-    spec = parse_job(message, runtime.defaults, runtime.inline_limit)
     check_output_directory(spec.delivery.output, runtime.roots)
     samples = load_audio(spec, runtime.s3, runtime.roots)
     if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
-        return _fan_out(message, samples, runtime.fanout, job_id)
+        return _fan_out(samples, runtime.fanout, job_id)
     transcript = _transcribe(samples, spec, runtime, on_percent)
     if spec.part is not None:
         transcript = shifted(transcript, spec.part.start)
@@ -100,11 +104,11 @@ def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_percent: Per
     return within(transcript, audio_io.duration(samples))
 
 
-def _fan_out(message: Any, samples: Audio, policy: FanoutPolicy, job_id: str) -> FanOut:
+def _fan_out(samples: Audio, policy: FanoutPolicy, job_id: str) -> FanOut:
     duration = audio_io.duration(samples)
     spans = chunking.part_spans(duration, vad.speech_spans(samples), policy.part_s)
     parts = [PartSpec(i, len(spans), span.start, span.end, job_id, duration) for i, span in enumerate(spans)]
-    return FanOut([part_message(message, part) for part in parts], duration)
+    return FanOut(parts, duration)
 
 
 def within(transcript: Transcript, duration: float) -> Transcript:

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from farm.constants import ENDED_KEY
-from farm.errors import FarmError
 from farm.io.from_settings import roots_from, s3_config
 from farm.io.metrics import audio_updates, record_failure, recorder, success_update
 from farm.io.roots import Roots
 from farm.io.storage import S3Config, S3Storage, storage_for
-from farm.io.webhooks import build, job_event, send_later
+from farm.io.webhooks import JobEvent, build, job_event, send_later
 from farm.job.formats import render
-from farm.job.spec import Delivery, parse_delivery
+from farm.job.result import Result
+from farm.job.spec import Delivery, JobSpec, failed_job
 from farm.queue.connections import RedisSettings, shared_redis
 
 if TYPE_CHECKING:
@@ -68,14 +68,14 @@ def presigned_urls(outputs: Mapping[str, str], s3: S3Config, expires_s: int) -> 
     return {fmt: storage.presign(uri, expires_s) for fmt, uri in outputs.items() if uri.startswith("s3://")}
 
 
-def finish_job(job_id: str, message: Mapping[str, Any], result: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def finish_job(job_id: str, spec: JobSpec, result: Result, settings: Settings) -> Result:
     """Write the result files, count the job and queue its webhook; return the result."""
     # A merged result's audio was counted part by part.
     updates = audio_updates(result) if "parts" not in result else []
-    if message.get("part"):
+    if spec.part is not None:
         recorder(settings).record(*updates)
         return result
-    delivery = parse_delivery(message)
+    delivery = spec.delivery
     destination = delivery.output or (settings.output_uri if delivery.formats else "")
     if destination:
         formats = delivery.formats or DEFAULT_FORMATS
@@ -91,24 +91,14 @@ def finish_job(job_id: str, message: Mapping[str, Any], result: dict[str, Any], 
 
 def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings) -> None:
     """Count the failure and tell the callback URL, once per job (a part names its job)."""
-    message = message if isinstance(message, Mapping) else {}
-    part = message.get("part")
-    if isinstance(part, Mapping) and part.get("parent"):
-        job_id = str(part["parent"])
+    job_id, delivery = failed_job(job_id, message)
     if not first_end(settings, job_id):
         return
     record_failure(settings, error)
-    _notify(settings, _delivery_or_none(message), job_event(job_id, "failed", error=str(error) or type(error).__name__))
+    _notify(settings, delivery, job_event(job_id, "failed", error=str(error) or type(error).__name__))
 
 
-def _delivery_or_none(message: Mapping[str, Any]) -> Delivery:
-    try:
-        return parse_delivery(message)
-    except FarmError:
-        return Delivery()  # the job failed because its fields were bad: nobody to tell
-
-
-def _notify(settings: Settings, delivery: Delivery, event: dict[str, Any]) -> None:
+def _notify(settings: Settings, delivery: Delivery, event: JobEvent) -> None:
     if delivery.callback_url:
         send_later(build(delivery.callback_url, event, settings.webhook_secret), settings.webhook_max_attempts)
 

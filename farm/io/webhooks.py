@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TypedDict
+
+from farm.job.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,29 @@ class Webhook:
     headers: dict[str, str]
 
 
-def job_event(job_id: str, state: str, result: Mapping[str, Any] | None = None, error: str = "") -> dict[str, Any]:
+class _EventFields(TypedDict):
+    id: str
+    event: str  # "job.succeeded" or "job.failed"
+    status: str
+    created: int  # unix time
+
+
+class JobEvent(_EventFields, total=False):
+    result: Result  # a job that succeeded
+    error: str  # a job that failed: why
+
+
+def job_event(job_id: str, state: str, result: Result | None = None, error: str = "") -> JobEvent:
     """The JSON body for a job that ended in ``state`` ("succeeded" or "failed")."""
-    event: dict[str, Any] = {"id": job_id, "event": f"job.{state}", "status": state, "created": int(time.time())}
+    event: JobEvent = {"id": job_id, "event": f"job.{state}", "status": state, "created": int(time.time())}
     if result is not None:
-        event["result"] = dict(result)
+        event["result"] = result
     if error:
         event["error"] = error
     return event
 
 
-def build(url: str, event: Mapping[str, Any], secret: str, now: float | None = None) -> Webhook:
+def build(url: str, event: Mapping[str, object], secret: str, now: float | None = None) -> Webhook:
     body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from farm.constants import LANGUAGES, OUTPUT_FORMATS
 from farm.errors import InvalidJobError, UnknownLanguageError
-from farm.job.transcript import TranscribeOptions, Transcript
+from farm.job.transcript import TranscribeOptions
 
 # Where audio may come from: a local path (bare or file://) or an s3:// object. Anything
 # else (http, ftp, gopher...) would have a worker fetch what a job names: refused early.
@@ -90,7 +90,7 @@ def parse_job(message: Any, defaults: TranscribeOptions, inline_limit: int) -> J
     _check_scheme(audio)
     options = parse_options(message.get("options", {}), defaults)
     name = str(message.get("name") or audio.rsplit("/", 1)[-1] or "inline audio")
-    part = _part(message.get("part"))
+    part = parse_part(message.get("part"))
     delivery = parse_delivery(message)
     return JobSpec(audio=audio, inline_audio=inline, options=options, name=name, part=part, delivery=delivery)
 
@@ -129,18 +129,49 @@ def _callback_url(value: Any) -> str:
     return str(value)
 
 
-def _part(raw: Any) -> PartSpec | None:
+def parse_part(raw: Any) -> PartSpec | None:
     if raw is None:
         return None
     try:
         part = PartSpec(
-            int(raw["index"]), int(raw["count"]), float(raw["start"]), float(raw["end"]), str(raw["parent"])
+            int(raw["index"]),
+            int(raw["count"]),
+            float(raw["start"]),
+            float(raw["end"]),
+            str(raw["parent"]),
+            float(raw.get("total", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidJobError(f"malformed 'part' in job message: {exc}") from exc
     if not (0 <= part.index < part.count and 0 <= part.start < part.end):
         raise InvalidJobError(f"'part' out of range: {raw}")
     return part
+
+
+def failed_job(task_id: str, message: Any) -> tuple[str, Delivery]:
+    """The job a failed task's message belongs to, and who to tell; whatever is malformed is left out.
+
+    A job may fail precisely because its message is bad, so this never raises: a part names
+    its parent job, a malformed delivery tells nobody.
+    """
+    if not isinstance(message, Mapping):
+        return task_id, Delivery()
+    return _parent_or(task_id, message.get("part")), _delivery_or_none(message)
+
+
+def _parent_or(task_id: str, raw_part: Any) -> str:
+    try:
+        part = parse_part(raw_part)
+    except InvalidJobError:
+        return task_id
+    return part.parent if part is not None and part.parent else task_id
+
+
+def _delivery_or_none(message: Mapping[str, Any]) -> Delivery:
+    try:
+        return parse_delivery(message)
+    except InvalidJobError:
+        return Delivery()
 
 
 def part_message(message: Mapping[str, Any], part: PartSpec) -> dict[str, Any]:
@@ -239,30 +270,3 @@ def check_formats(formats: list[str]) -> list[str]:
     if unknown:
         raise InvalidJobError(f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(OUTPUT_FORMATS)}")
     return formats
-
-
-def result_payload(transcript: Transcript, spec: JobSpec, engine: str, model: str, total_s: float) -> dict[str, Any]:
-    """The JSON-safe result: OpenAI's ``verbose_json`` shape plus farm details."""
-    segments = [_segment_payload(asdict(segment), spec.options.word_timestamps) for segment in transcript.segments]
-    payload: dict[str, Any] = {
-        "task": spec.options.task,
-        "language": transcript.language,
-        "language_probability": round(transcript.language_probability, 4),
-        "duration": round(transcript.duration, 3),
-        "text": transcript.text,
-        "segments": segments,
-        "source": spec.name,
-        "engine": engine,
-        "model": model,
-        "timings": {"decode_s": round(transcript.timings.decode_s, 4), "total_s": round(total_s, 4)},
-    }
-    if spec.options.word_timestamps:
-        payload["words"] = [word for segment in segments for word in segment["words"]]
-    return payload
-
-
-def _segment_payload(segment: dict[str, Any], with_words: bool) -> dict[str, Any]:
-    words = segment.pop("words")
-    if with_words:
-        segment["words"] = [dict(w) for w in words]
-    return segment
