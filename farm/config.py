@@ -24,6 +24,7 @@ from typing import Any
 from dynaconf import Dynaconf
 from dynaconf.utils.inspect import get_history
 
+from farm.constants import ENGINES, MAX_BEAM_SIZE, MIN_BEAM_SIZE
 from farm.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -35,7 +36,6 @@ ENV_PREFIX = "FARM"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 DEFAULTS_LABEL = "farm/defaults.toml"  # how `farm config` names the shipped defaults
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-ENGINES = ("ctranslate2", "transformers")
 DEVICE_KINDS = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
@@ -153,13 +153,14 @@ def _one_of(choices: tuple[str, ...]) -> Rule:
 
 TEXT, REQUIRED_TEXT, FLAG = Rule(), Rule(required=True), Rule(bool)
 PER_DEVICE = _int(0, 256)
+BEAM_SIZE = _int(MIN_BEAM_SIZE, MAX_BEAM_SIZE)
 # Every key there is; farm/defaults.toml gives each its default and its meaning.
 RULES: dict[str, Rule] = {
     "broker_url": REQUIRED_TEXT, "result_backend": TEXT, "engine": _one_of(ENGINES), "model": REQUIRED_TEXT,
     "models_dir": TEXT, "device": _one_of(DEVICE_KINDS), "compute_type": _one_of(COMPUTE_TYPES), "devices": TEXT,
     "concurrency": PER_DEVICE, "device_concurrency": Rule(dict), "cpu_threads": _int(), "cpu_workers": _int(0, 256),
     "pool": _one_of(POOLS), "batch_size": _int(1), "batch_wait_ms": _int(0, 10_000), "pack": FLAG,
-    "fanout_above_s": _int(), "fanout_part_s": _int(10), "beam_size": _int(1, 20), "language": TEXT,
+    "fanout_above_s": _int(), "fanout_part_s": _int(10), "beam_size": BEAM_SIZE, "language": TEXT,
     "task": _one_of(TASKS), "soft_time_limit": _int(1), "time_limit": _int(1), "visibility_timeout": _int(1),
     "result_expires": _int(1), "max_tasks_per_child": _int(), "task_max_retries": _int(),
     "inline_audio_limit": _int(), "embedded_broker": FLAG, "log_level": _one_of(LOG_LEVELS), "task_events": FLAG,

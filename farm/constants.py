@@ -42,6 +42,11 @@ LANGUAGES = (
 
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 
+# The Whisper back ends a worker can run (farm.inference.engines.load_engine builds them).
+ENGINES = ("ctranslate2", "transformers")
+# The beam widths a job or the settings may ask for (1: greedy decoding).
+MIN_BEAM_SIZE, MAX_BEAM_SIZE = 1, 20
+
 
 def gpu_queue(index: int) -> str:
     return GPU_QUEUE_FORMAT.format(index=index)

@@ -59,3 +59,10 @@ def _python_files() -> list[Path]:
 def _calls_get_settings(path: Path) -> bool:
     tree = ast.parse(path.read_text())
     return any(isinstance(node, ast.Name) and node.id == "get_settings" for node in ast.walk(tree))
+
+
+def test_audio_stages_do_not_depend_on_the_engine_layer() -> None:
+    # Decoding, VAD and packing share the sample rate and Audio type with the engines, not through them.
+    modules = imported_after("import farm.inference.audio, farm.inference.vad, farm.inference.packing")
+    assert "farm.inference.signal" in modules
+    assert not {m for m in modules if m.startswith("farm.inference.engines")}

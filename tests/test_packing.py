@@ -15,9 +15,10 @@ from farm.inference import audio, packing
 from farm.inference.batching import Batcher, BatchPolicy
 from farm.inference.engines import load_engine
 from farm.inference.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
+from farm.inference.signal import SAMPLE_RATE
 from farm.inference.vad import Span
 from farm.inference.weights.models import resolve_model
-from farm.job.transcript import SAMPLE_RATE, Segment, Transcript, Word
+from farm.job.transcript import Segment, Transcript, Word
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
 

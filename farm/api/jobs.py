@@ -15,6 +15,7 @@ from farm.api.results import failure, job_info
 from farm.api.schemas import JobInfo, JobList, JobState
 from farm.api.state import ApiState, api_state
 from farm.client import Job
+from farm.constants import MAX_BEAM_SIZE, MIN_BEAM_SIZE
 from farm.io.delivery import CONTENT_TYPES
 from farm.io.storage import split_s3_uri
 from farm.job.formats import render
@@ -42,7 +43,7 @@ async def create_job(
     task: Annotated[Literal["transcribe", "translate"] | None, Form()] = None,
     prompt: Annotated[str | None, Form(description="initial prompt")] = None,
     temperature: Annotated[float | None, Form(ge=0, le=1)] = None,
-    beam_size: Annotated[int | None, Form(ge=1, le=20)] = None,
+    beam_size: Annotated[int | None, Form(ge=MIN_BEAM_SIZE, le=MAX_BEAM_SIZE)] = None,
     word_timestamps: Annotated[bool, Form()] = False,
     formats: Annotated[list[OutputFormat] | None, Form(description="result files to write to output")] = None,
     output: Annotated[str | None, Form(description="s3://bucket/prefix for <job id>.<format> files")] = None,

@@ -19,6 +19,7 @@ from farm.api.errors import ERROR_RESPONSES, Responses
 from farm.api.results import wait_for_result
 from farm.api.schemas import Granularity, ResponseFormat, Segment, Transcription, Usage, VerboseTranscription, Word
 from farm.api.state import api_state
+from farm.constants import MAX_BEAM_SIZE, MIN_BEAM_SIZE
 from farm.job.formats import render
 
 router = APIRouter(prefix="/v1/audio", tags=["OpenAI-compatible"])
@@ -37,7 +38,7 @@ Model = Annotated[str, Form(description="Accepted for compatibility; the farm's 
 Prompt = Annotated[str | None, Form(description="Text to steer spelling and style (initial prompt)")]
 Format = Annotated[ResponseFormat, Form()]
 Temperature = Annotated[float | None, Form(ge=0, le=1)]
-BeamSize = Annotated[int | None, Form(ge=1, le=20, description="farm extension: beam width")]
+BeamSize = Annotated[int | None, Form(ge=MIN_BEAM_SIZE, le=MAX_BEAM_SIZE, description="farm extension: beam width")]
 
 
 @router.post("/transcriptions", responses=RESPONSES, response_class=Response, summary="Transcribe audio")

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from farm.errors import AudioDecodeError
-from farm.inference.engines.base import SAMPLE_RATE, Audio
+from farm.inference.signal import SAMPLE_RATE, Audio
 
 Source = str | Path | bytes | BinaryIO
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, replace
 
 from farm.errors import JobTimeoutError, ResourceExhaustedError
 from farm.inference import packing, vad
-from farm.inference.engines.base import Audio, Engine, ProgressCallback
-from farm.job.transcript import SAMPLE_RATE, TranscribeOptions, Transcript
+from farm.inference.engines.base import Engine, ProgressCallback
+from farm.inference.signal import SAMPLE_RATE, Audio
+from farm.job.transcript import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 

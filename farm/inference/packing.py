@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from farm.inference.engines.base import SAMPLE_RATE, Audio
+from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.inference.vad import Span
 from farm.job.transcript import Segment, Timings, Transcript, Word
 

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from farm.inference import audio as audio_io
 from farm.inference import chunking, vad
-from farm.inference.engines.base import Audio, ProgressCallback, TranscribeOptions
+from farm.inference.engines.base import ProgressCallback, TranscribeOptions
+from farm.inference.signal import Audio
 from farm.io.roots import Roots, check_output_directory
 from farm.io.storage import S3Config, storage_for
 from farm.job.result import Result, result_payload

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from farm.inference.engines.base import SAMPLE_RATE, Audio
+from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.job.transcript import Transcript
 
 

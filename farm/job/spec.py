@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
 
-from farm.constants import LANGUAGES, OUTPUT_FORMATS
+from farm.constants import LANGUAGES, MAX_BEAM_SIZE, MIN_BEAM_SIZE, OUTPUT_FORMATS
 from farm.errors import InvalidJobError, UnknownLanguageError
 from farm.job.transcript import TranscribeOptions
 
@@ -207,8 +207,8 @@ def _task(options: TranscribeOptions, value: Any) -> TranscribeOptions:
 
 
 def _beam_size(options: TranscribeOptions, value: Any) -> TranscribeOptions:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
-        raise InvalidJobError(f"beam_size must be an integer from 1 to 20, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BEAM_SIZE <= value <= MAX_BEAM_SIZE:
+        raise InvalidJobError(f"beam_size must be an integer from {MIN_BEAM_SIZE} to {MAX_BEAM_SIZE}, not {value!r}")
     return replace(options, beam_size=value)
 
 

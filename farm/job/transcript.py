@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Task = Literal["transcribe", "translate"]
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

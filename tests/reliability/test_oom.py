@@ -20,7 +20,8 @@ from farm.config import Settings
 from farm.errors import JobFailedError, ResourceExhaustedError
 from farm.inference.batching import Batcher, BatchPolicy
 from farm.inference.engines import load_engine
-from farm.inference.engines.base import Audio, Engine
+from farm.inference.engines.base import Engine
+from farm.inference.signal import Audio
 from farm.job.transcript import TranscribeOptions, Transcript
 from farm.serve.runtime import engine_config
 from tests.conftest import JFK_PHRASE, normalise

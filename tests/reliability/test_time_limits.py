@@ -23,7 +23,8 @@ from farm.config import Settings
 from farm.errors import JobFailedError, JobTimeoutError
 from farm.inference.batching import Batcher, BatchPolicy
 from farm.inference.engines import load_engine
-from farm.inference.engines.base import Audio, Engine, ProgressCallback, TranscribeOptions
+from farm.inference.engines.base import Engine, ProgressCallback, TranscribeOptions
+from farm.inference.signal import Audio
 from farm.job.transcript import Transcript
 from farm.serve.runtime import engine_config
 from tests.conftest import JFK_PHRASE, ROOT, normalise, worker_env

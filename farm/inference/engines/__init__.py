@@ -6,10 +6,9 @@ Each back end is imported only when chosen, so a CTranslate2 worker never loads 
 
 from __future__ import annotations
 
+from farm.constants import ENGINES
 from farm.errors import ConfigError
 from farm.inference.engines.base import Engine, EngineConfig
-
-ENGINES = ("ctranslate2", "transformers")
 
 
 def load_engine(name: str, config: EngineConfig) -> Engine:

@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from farm.inference.signal import Audio
 from farm.job.transcript import (
-    SAMPLE_RATE,
     Segment,
     Task,
     Timings,
@@ -24,11 +24,10 @@ from farm.job.transcript import (
 )
 
 __all__ = [
-    "SAMPLE_RATE", "Audio", "Engine", "EngineConfig", "ProgressCallback", "Segment",
+    "Engine", "EngineConfig", "ProgressCallback", "Segment",
     "Task", "Timings", "TranscribeOptions", "Transcript", "Word",
 ]  # fmt: skip
 
-Audio = npt.NDArray[np.float32]
 # Called with the seconds of audio decoded so far, summed over the batch.
 ProgressCallback = Callable[[float], None]
 

@@ -10,8 +10,6 @@ import numpy as np
 import numpy.typing as npt
 
 from farm.inference.engines.base import (
-    SAMPLE_RATE,
-    Audio,
     EngineConfig,
     ProgressCallback,
     Segment,
@@ -21,6 +19,7 @@ from farm.inference.engines.base import (
     Word,
 )
 from farm.inference.engines.failures import translate_failure
+from farm.inference.signal import SAMPLE_RATE, Audio
 
 
 class CTranslate2Engine:

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from farm.inference.engines.base import SAMPLE_RATE
+from farm.inference.signal import SAMPLE_RATE
 
 N_FRAMES = 3000  # 30 s at 10 ms hops: the fixed window Whisper's encoder takes
 HOP_LENGTH = 160

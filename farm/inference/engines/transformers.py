@@ -29,8 +29,6 @@ from transformers import (
 
 from farm.errors import ConfigError, ModelNotFoundError, ResourceExhaustedError, UnknownLanguageError
 from farm.inference.engines.base import (
-    SAMPLE_RATE,
-    Audio,
     EngineConfig,
     ProgressCallback,
     Segment,
@@ -41,6 +39,7 @@ from farm.inference.engines.base import (
 )
 from farm.inference.engines.failures import translate_failure
 from farm.inference.engines.features import HOP_LENGTH, N_FRAMES, log_mel, log_mel_frames, pad_or_trim
+from farm.inference.signal import SAMPLE_RATE, Audio
 
 _FRAME_S = HOP_LENGTH / SAMPLE_RATE
 _MAX_LENGTH = 448
