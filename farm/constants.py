@@ -9,6 +9,8 @@ MERGE_PARTS_TASK = "farm.merge_parts"
 FANOUT_PROGRESS_KEY = "farm:fanout:{job_id}"
 # Counters and histograms workers record for the Prometheus endpoint.
 METRICS_KEY_PREFIX = "farm:metrics:"
+# Marks a job (or part) whose end was counted in the metrics: counted once, whatever reruns it.
+COUNTED_KEY = "farm:counted:{job_id}"
 # Marks a job whose outputs and webhook were already delivered (once per job).
 ENDED_KEY = "farm:ended:{job_id}"
 # Items no worker could read (a list, newest first, of JSON records: the raw item, why, when).

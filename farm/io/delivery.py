@@ -20,7 +20,7 @@ import redis
 
 from farm.constants import ENDED_KEY
 from farm.io.from_settings import roots_from, s3_config
-from farm.io.metrics import audio_updates, record_failure, recorder, success_update
+from farm.io.metrics import audio_updates, failure_updates, recorder, success_update
 from farm.io.roots import Roots
 from farm.io.storage import S3Config, S3Storage, storage_for
 from farm.io.webhooks import JobEvent, build, job_event, send_later
@@ -73,7 +73,7 @@ def finish_job(job_id: str, spec: JobSpec, result: Result, settings: Settings) -
     # A merged result's audio was counted part by part.
     updates = audio_updates(result) if "parts" not in result else []
     if spec.part is not None:
-        recorder(settings).record(*updates)
+        recorder(settings).record_once(job_id, *updates)  # the part's own id
         return result
     delivery = spec.delivery
     destination = delivery.output or (settings.output_uri if delivery.formats else "")
@@ -82,9 +82,8 @@ def finish_job(job_id: str, spec: JobSpec, result: Result, settings: Settings) -
         result = result | {
             "outputs": write_outputs(result, job_id, destination, formats, s3_config(settings), roots_from(settings))
         }
-    first = first_end(settings, job_id)
-    recorder(settings).record(*updates, *([success_update()] if first else []))
-    if first:
+    recorder(settings).record_once(job_id, *updates, success_update())  # once per job id, through Redis restarts
+    if first_end(settings, job_id):
         _notify(settings, delivery, job_event(job_id, "succeeded", result=result))
     return result
 
@@ -92,9 +91,9 @@ def finish_job(job_id: str, spec: JobSpec, result: Result, settings: Settings) -
 def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings) -> None:
     """Count the failure and tell the callback URL, once per job (a part names its job)."""
     job_id, delivery = failed_job(job_id, message)
+    recorder(settings).record_once(job_id, *failure_updates(error))
     if not first_end(settings, job_id):
         return
-    record_failure(settings, error)
     _notify(settings, delivery, job_event(job_id, "failed", error=str(error) or type(error).__name__))
 
 

@@ -4,7 +4,8 @@ Workers run as many processes on many hosts (and prefork children come and go), 
 each records into the broker's Redis with a few ``HINCRBY`` commands per job and any
 process serves the totals: ``farm api`` at ``/metrics`` and ``farm metrics`` on
 ``metrics_port``. Queue depths are read from the broker at scrape time. Recording never
-fails a job: a Redis hiccup costs a data point, not a transcription.
+fails a job. A job's end is counted once per job id (``Recorder.record_once``), waiting
+out a Redis restart; other data points (model loads) may be lost to a Redis hiccup.
 
 Only the serving side needs ``prometheus_client`` (the ``api`` extra); workers do not.
 """
@@ -21,13 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE
+from farm.constants import COUNTED_KEY, METRICS_KEY_PREFIX, SHARED_QUEUE
 from farm.queue.connections import RedisSettings, shared_redis
 
 if TYPE_CHECKING:
     from farm.config import Settings
 
 log = logging.getLogger(__name__)
+
+COUNTED_TTL_S = 7 * 86_400
+# Waits between tries to count a job's end while Redis is away (about a minute in all).
+RECORD_RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 10, 10, 10, 10)
 
 KEY_PREFIX = METRICS_KEY_PREFIX
 # kombu's Redis transport keeps each exchange's bindings in a set under this prefix;
@@ -108,6 +113,40 @@ class Recorder:
         except (redis.RedisError, OSError) as exc:
             log.warning("could not record a metric: %s", exc)
 
+    def record_once(self, job_id: str, *updates: Update, expire_s: int = COUNTED_TTL_S) -> bool:
+        """Apply a job's end ``updates`` unless they were applied for ``job_id`` before; True if now.
+
+        The mark and the counts go in one transaction, and a Redis that is away (restarting)
+        is waited for (about a minute, like the result itself), so a job that ends is counted
+        exactly once: never lost to a restart, never twice when it is redelivered and run again.
+        """
+        for delay in (*RECORD_RETRY_DELAYS_S, None):
+            try:
+                return _record_once(shared_redis(self.where), job_id, updates, expire_s)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if delay is None:
+                    log.warning("could not record the end of job %s: %s", job_id, exc)
+                    return False
+                time.sleep(delay)
+        return False
+
+
+def _record_once(client: redis.Redis, job_id: str, updates: tuple[Update, ...], expire_s: int) -> bool:
+    key = COUNTED_KEY.format(job_id=job_id)
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if pipe.exists(key):
+                return False
+            pipe.multi()
+            pipe.set(key, 1, ex=expire_s)
+            for update in updates:
+                update(pipe)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False  # another process counted it meanwhile
+
 
 def recorder(settings: Settings) -> Recorder:
     return Recorder(RedisSettings.from_settings(settings))
@@ -125,8 +164,8 @@ def success_update() -> Update:
     return counted(JOBS, state="succeeded")
 
 
-def record_failure(settings: Settings, error: BaseException) -> None:
-    recorder(settings).record(counted(JOBS, state="failed"), counted(ERRORS, type=type(error).__name__))
+def failure_updates(error: BaseException) -> list[Update]:
+    return [counted(JOBS, state="failed"), counted(ERRORS, type=type(error).__name__)]
 
 
 def record_model_load(settings: Settings, seconds: float) -> None:

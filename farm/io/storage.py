@@ -31,6 +31,10 @@ _client_lock = threading.Lock()
 # producers uploading "call.wav" never overwrite each other.
 STAGING_PREFIX = "uploads"
 
+NO_CREDENTIALS = (
+    "set s3_access_key_id and s3_secret_access_key (FARM_S3_ACCESS_KEY_ID / FARM_S3_SECRET_ACCESS_KEY, "
+    "or .secrets.toml), or give the worker AWS credentials (environment, profile or instance role)"
+)
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _DENIED = frozenset(
     {"AccessDenied", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "Forbidden"}
@@ -135,12 +139,14 @@ class S3Storage:
         return self._client
 
     def _call(self, reference: str, action: Callable[[], T]) -> T:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
         try:
             return action()
         except ClientError as exc:
             raise _client_error(reference, exc) from exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:  # configuration: asking again cannot help
+            raise StorageAccessError(f"no S3 credentials for {reference}: {NO_CREDENTIALS}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailableError(f"storage unavailable for {reference}: {type(exc).__name__}") from exc
 

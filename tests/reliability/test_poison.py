@@ -21,7 +21,7 @@ from kombu import Connection
 from kombu.transport.virtual import Message
 
 from farm.config import Settings
-from farm.constants import DEAD_LETTER_KEY, SHARED_QUEUE
+from farm.constants import DEAD_LETTER_KEY, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.queue.dead_letters import newest
 from farm.queue.envelope import UnreadableEnvelopeError, check_envelope
 from tests.conftest import ROOT, worker_env
@@ -146,3 +146,26 @@ def test_good_jobs_still_succeed_after_the_fuzzing(poisoned_farm: Farm, tmp_path
     jobs = poisoned_farm.client.submit_many([audio] * 3, beam_size=1, language="en")
     assert [s.state for s in wait_all(poisoned_farm.client, jobs, timeout=300)] == ["succeeded"] * 3
     assert redis.Redis.from_url(poisoned_farm.settings.broker_url).llen(DEAD_LETTER_KEY) > 0
+
+
+@pytest.mark.slow
+def test_a_job_id_that_is_a_path_is_refused_whatever_the_roots(poisoned_farm: Farm, tmp_path: Path) -> None:
+    # Issue 16: task_id '../../escaped-job' with a local output wrote escaped-job.txt two levels up
+    # (output_roots empty, as shipped). The worker now refuses the id before the job runs.
+    audio = clip(tmp_path, 3.0)
+    output = tmp_path / "results" / "deeper"
+    message = {"audio": str(audio), "options": {"beam_size": 1}, "output": str(output), "formats": ["txt"]}
+    app = poisoned_farm.client.app
+    escaped = app.send_task(TRANSCRIBE_TASK, args=[message], task_id="../../escaped-job", queue=SHARED_QUEUE)
+    good = app.send_task(TRANSCRIBE_TASK, args=[message], queue=SHARED_QUEUE)
+    good.get(timeout=300)
+    wait_until(
+        lambda: escaped.ready() or _refused(poisoned_farm, "'../../escaped-job'"), 300, "neither ran nor refused"
+    )
+    assert not escaped.ready() and _refused(poisoned_farm, "job ids must match")
+    assert not list(tmp_path.rglob("escaped-job*"))
+    assert (output / f"{good.id}.txt").is_file()
+
+
+def _refused(farm: Farm, text: str) -> bool:
+    return any(text in letter.reason for letter in newest(redis.Redis.from_url(farm.settings.broker_url), 10))
