@@ -11,8 +11,10 @@ broker through Celery by task name and never imports the worker side.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from farm.errors import (
     BrokerUnavailableError,
     InvalidJobError,
     JobFailedError,
+    JobNotFoundError,
     JobTimeoutError,
 )
 from farm.io.delivery import presigned_urls
@@ -38,6 +41,7 @@ from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
 from farm.job.transcript import TranscribeOptions
 from farm.queue.broker import celery_config
 from farm.queue.connections import RedisSettings, reachable
+from farm.queue.records import JobRecords
 
 BROKER_CHECK_INTERVAL_S = 5.0
 
@@ -63,7 +67,7 @@ _STATES = {
 
 @dataclass(frozen=True)
 class JobStatus:
-    """Where a job stands: queued, started, retrying, succeeded, failed or cancelled."""
+    """Where a job stands: queued, started, retrying, succeeded, failed, cancelled, or unknown (never submitted)."""
 
     id: str
     state: str
@@ -73,15 +77,17 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        return self.state in ("succeeded", "failed", "cancelled")
+        return self.state in ("succeeded", "failed", "cancelled", "unknown")
 
 
 class Job:
     """A handle on a submitted job; cheap to create from an id alone."""
 
-    def __init__(self, job_id: str, app: Celery, name: str = "") -> None:
+    def __init__(self, job_id: str, app: Celery, records: JobRecords, name: str = "", reused: bool = False) -> None:
         self.id = job_id
         self.name = name or job_id
+        self.reused = reused  # an idempotency key named this job: nothing new was queued
+        self._records = records
         self._result = AsyncResult(job_id, app=app)
 
     def status(self) -> JobStatus:
@@ -89,12 +95,38 @@ class Job:
         state = self._result.state
         info = self._result.info
         error_type = type(info).__name__ if state == "FAILURE" and isinstance(info, BaseException) else None
-        return JobStatus(
-            self.id, _STATES.get(state, state.lower()), _percent(state, info), _error(state, info), error_type
-        )
+        name = _STATES.get(state, state.lower())
+        if name not in ("succeeded", "failed", "cancelled"):
+            name = self._pending_state(name)
+        return JobStatus(self.id, name, _percent(state, info), _error(state, info), error_type)
+
+    def _pending_state(self, state: str) -> str:
+        # The backend says PENDING for an id nobody submitted, and keeps "queued" for a
+        # cancelled job until a worker draws and drops it.
+        try:
+            if self._records.cancelled(self.id):
+                return "cancelled"
+            if state == "queued" and self._records.get(self.id) is None:
+                return "unknown"
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"cannot read job {self.id} from the broker ({type(exc).__name__})") from exc
+        return state
+
+    def queue(self) -> str:
+        """The queue the job was sent to ("" when it is unknown)."""
+        submitted = self._records.get(self.id)
+        return submitted.queue if submitted is not None else ""
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the result; raise JobFailedError with the worker's message on failure."""
+        """Wait for the result; raise JobFailedError with the worker's message on failure.
+
+        An id nobody submitted raises JobNotFoundError at once, a cancelled job JobFailedError.
+        """
+        first = self.status()
+        if first.state == "unknown":
+            raise JobNotFoundError(f"no job {self.id} (never submitted, or its records expired)")
+        if first.state == "cancelled":
+            raise JobFailedError(f"job {self.id} was cancelled")
         try:
             self._result.get(timeout=timeout, propagate=False, interval=0.1)
         except CeleryTimeout as exc:
@@ -105,8 +137,12 @@ class Job:
         return dict(self._result.result)
 
     def cancel(self) -> None:
-        """Cancel a queued job; a running job finishes its current audio first."""
-        self._result.revoke()
+        """Cancel the job: a queued job never runs, a running one stops before its next part.
+
+        The mark is kept in Redis (``result_expires``), so workers that start later honour it too.
+        """
+        self._records.cancel(self.id)
+        self._result.revoke()  # live workers drop it from their prefetched jobs at once
 
     def forget(self) -> None:
         self._result.forget()
@@ -120,6 +156,7 @@ class Client:
         self.app = Celery("whisperfarm-client")
         self.app.conf.update(celery_config(self.settings) | _FAIL_FAST)
         self._broker_seen_at = float("-inf")
+        self.records = JobRecords(RedisSettings.from_settings(self.settings), self.settings.result_expires)
 
     def submit(
         self,
@@ -129,6 +166,7 @@ class Client:
         output: str | None = None,
         formats: Iterable[str] = (),
         callback_url: str | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> Job:
         """Queue ``source`` (a path, an ``s3://`` URI, or small raw bytes) for transcription.
@@ -136,25 +174,55 @@ class Client:
         ``output`` (``s3://bucket/prefix`` or a directory the workers share) receives
         ``<job id>.<format>`` for each of ``formats``; ``callback_url`` gets a signed POST
         when the job succeeds or fails (see ``farm.io.webhooks``). With ``upload_to_staging``
-        a local file is uploaded to ``staging_bucket`` first.
+        a local file is uploaded to ``staging_bucket`` first. An ``idempotency_key`` used
+        again within ``result_expires`` returns the job it first created (``Job.reused``)
+        and queues nothing.
         """
         parse_options(options, TranscribeOptions())  # fail here, not on a worker
         formats = (formats,) if isinstance(formats, str) else tuple(formats)
         delivery = parse_delivery(Delivery(output or "", formats, callback_url or "").fields())
-        message = self._message(source, options, delivery)
         self._check_broker()
+        job_id = str(uuid.uuid4())
+        existing = self._claim(idempotency_key, job_id)
+        if existing is not None:
+            return Job(existing, self.app, self.records, reused=True)
         try:
+            message = self._message(source, options, delivery)
+            return self._send(job_id, message, queue or SHARED_QUEUE)
+        except BaseException:
+            if idempotency_key:
+                self._quietly(lambda: self.records.release(idempotency_key, job_id))
+            raise
+
+    def _send(self, job_id: str, message: dict[str, Any], queue: str) -> Job:
+        try:
+            self.records.add(job_id, queue)  # first: a worker may finish the job before send_task returns
             # argsrepr is what logs and Flower show of the job: its name, not its options
             # (which may hold a callback URL); Celery's repr of the message also cost more
             # than the rest of submit().
-            sent = self.app.send_task(
-                TRANSCRIBE_TASK, args=[message], queue=queue or SHARED_QUEUE, argsrepr=repr(message["name"])
+            self.app.send_task(
+                TRANSCRIBE_TASK, args=[message], queue=queue, task_id=job_id, argsrepr=repr(message["name"])
             )
         except (OperationalError, OSError, RuntimeError, RedisError) as exc:
+            self._quietly(lambda: self.records.remove(job_id))
             # The message does not repeat the error text: it may quote the URL's password.
             url = _safe_url(self.settings.broker_url)
             raise BrokerUnavailableError(f"cannot reach the broker at {url} ({type(exc).__name__})") from exc
-        return Job(sent.id, self.app, message["name"])
+        return Job(job_id, self.app, self.records, message["name"])
+
+    def _claim(self, idempotency_key: str | None, job_id: str) -> str | None:
+        if not idempotency_key:
+            return None
+        try:
+            return self.records.claim(idempotency_key, job_id)
+        except (RedisError, OSError) as exc:
+            url = _safe_url(self.settings.broker_url)
+            raise BrokerUnavailableError(f"cannot reach the broker at {url} ({type(exc).__name__})") from exc
+
+    @staticmethod
+    def _quietly(undo: Callable[[], None]) -> None:
+        with contextlib.suppress(RedisError, OSError):  # Redis failed: the records expire anyway
+            undo()
 
     def _check_broker(self) -> None:
         # Celery would retry a dead or refusing Redis for ~20 s before giving up; one
@@ -171,7 +239,7 @@ class Client:
         return [self.submit(source, **options) for source in sources]
 
     def job(self, job_id: str) -> Job:
-        return Job(job_id, self.app)
+        return Job(job_id, self.app, self.records)
 
     def wait_all(self, jobs: list[Job], timeout: float | None = None) -> list[JobStatus]:
         deadline = None if timeout is None else time.monotonic() + timeout

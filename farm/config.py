@@ -101,6 +101,7 @@ class Settings:
     api_port: int = 8000
     api_token: str = field(default="", repr=False)
     api_max_upload_mb: int = 100
+    api_wait_s: int = 540
     webhook_secret: str = field(default="", repr=False)
     webhook_max_attempts: int = 5
     metrics_port: int = 9808
@@ -168,7 +169,7 @@ RULES: dict[str, Rule] = {
     "s3_addressing_style": _one_of(S3_ADDRESSING_STYLES), "s3_timeout_s": _int(1, 3600), "staging_bucket": TEXT,
     "upload_to_staging": FLAG, "output_uri": TEXT, "presign_expires_s": _int(1, 604_800), "upload_dir": TEXT,
     "api_host": REQUIRED_TEXT, "api_port": _int(1, 65_535), "api_token": TEXT, "api_max_upload_mb": _int(1, 102_400),
-    "webhook_secret": TEXT, "webhook_max_attempts": _int(1, 20), "metrics_port": _int(0, 65_535),
+    "api_wait_s": _int(1), "webhook_secret": TEXT, "webhook_max_attempts": _int(1, 20), "metrics_port": _int(0, 65_535),
     "input_roots": Rule(list), "output_roots": Rule(list), "max_input_mb": _int(), "max_memory_per_child": _int(),
     "max_batch_audio_s": _int(), "redis_tls_ca_certs": TEXT, "redis_tls_certfile": TEXT, "redis_tls_keyfile": TEXT,
     "redis_tls_cert_reqs": _one_of(REDIS_TLS_CERT_REQS),

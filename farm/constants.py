@@ -21,6 +21,15 @@ UNACKED_OWNER_KEY = "farm:unacked:{owner}"
 # The API's index of recent jobs (sorted set by creation time) and one hash per job.
 API_JOBS_INDEX_KEY = "farm:api:jobs"
 API_JOB_KEY = "farm:api:job:{job_id}"
+# Every job id a producer submitted (hash: queue, created_at), so unknown ids are not "queued".
+SUBMITTED_KEY = "farm:job:{job_id}"
+# Set when a job is cancelled; workers check it before and between parts of a job.
+CANCELLED_KEY = "farm:cancelled:{job_id}"
+# The job id an idempotency key created (by the key's SHA-256), for repeated submissions.
+IDEMPOTENCY_KEY = "farm:idempotency:{digest}"
+# Durable webhook outbox: pending delivery ids by when each is due, and one hash each.
+WEBHOOK_OUTBOX_KEY = "farm:webhooks:due"
+WEBHOOK_KEY = "farm:webhook:{delivery_id}"
 
 # Every worker also listens here, so a job that names no device goes to whoever is free.
 SHARED_QUEUE = "farm"

@@ -42,6 +42,10 @@ class StorageNotFoundError(PermanentError):
     """The referenced file or object does not exist."""
 
 
+class JobNotFoundError(PermanentError):
+    """No job with this id was submitted (or its records expired)."""
+
+
 class StorageAccessError(PermanentError):
     """The referenced file or object exists but may not be read or written."""
 

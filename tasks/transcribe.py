@@ -8,10 +8,11 @@ client follows one job whatever happens inside.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from celery import Task, chord
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.signals import task_failure
 
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
@@ -20,6 +21,8 @@ from farm.inference.pipeline import FanOut, run_job
 from farm.io.delivery import fail_job, finish_job
 from farm.job.result import Result, merge_parts
 from farm.job.spec import PartSpec, part_message
+from farm.queue.connections import RedisSettings
+from farm.queue.records import JobRecords
 from farm.serve.runtime import get_runtime, worker_settings
 from tasks.app import app
 
@@ -37,9 +40,11 @@ RETRY = {
 @app.task(name=TRANSCRIBE_TASK, **RETRY)
 def transcribe(self: Task, message: dict[str, Any]) -> Result:
     task_id = self.request.id  # the request is thread-local; progress comes from the dispatcher
+    _stop_if_cancelled(self, task_id)
     runtime = get_runtime()
     spec = runtime.parse(message)
     outcome = _guarded(lambda: run_job(spec, runtime, _progress(self, task_id), task_id))
+    _stop_if_cancelled(self, task_id)
     if isinstance(outcome, FanOut):
         parts = [transcribe_part.s(part_message(message, part)) for part in outcome.parts]
         raise self.replace(chord(parts, merge.s(spec.name, message)))
@@ -53,6 +58,7 @@ def transcribe_part(self: Task, message: dict[str, Any]) -> Result:
     part = spec.part
     if part is None:
         raise InvalidJobError("a part message names no 'part'")
+    _stop_if_cancelled(self, part.parent)
     try:
         outcome = _guarded(lambda: run_job(spec, runtime, _part_progress(self, part), self.request.id))
     except FarmError as exc:
@@ -65,6 +71,7 @@ def transcribe_part(self: Task, message: dict[str, Any]) -> Result:
 @app.task(name=MERGE_PARTS_TASK, bind=True)
 def merge(self: Task, parts: list[Result], source: str, message: dict[str, Any]) -> Result:
     self.backend.client.delete(FANOUT_PROGRESS_KEY.format(job_id=self.request.id))
+    _stop_if_cancelled(self, self.request.id)
     return finish_job(self.request.id, get_runtime().parse(message), merge_parts(parts, source), worker_settings())
 
 
@@ -79,6 +86,20 @@ def _announce_failure(
     # Sent once a job fails for good, not on the retries before; the message is last.
     if sender is not None and sender.name in _ANNOUNCED and exception is not None:
         fail_job(task_id, args[-1] if args else {}, exception, worker_settings())
+
+
+def _stop_if_cancelled(task: Task, job_id: str) -> None:
+    """End a cancelled job as REVOKED, whichever worker draws it and whenever it started."""
+    if _records().cancelled(job_id):
+        # No request: a part's would count as a chord part returning and fail the whole job.
+        task.backend.mark_as_revoked(job_id, "cancelled")
+        raise Ignore(f"job {job_id} was cancelled")
+
+
+@cache
+def _records() -> JobRecords:
+    settings = worker_settings()
+    return JobRecords(RedisSettings.from_settings(settings), settings.result_expires)
 
 
 def _guarded(call: Callable[[], T]) -> T:

@@ -27,6 +27,9 @@ ERROR_RESPONSES: Responses = {
     }.items()
 }
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such job"}}
+TIMEOUT: Responses = {
+    504: {"model": ErrorBody, "description": "The job did not finish within api_wait_s; it goes on at /v1/jobs/<id>"}
+}
 CONFLICT: Responses = {409: {"model": ErrorBody, "description": "The job is not in a state that allows this"}}
 
 

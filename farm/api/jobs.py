@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 OutputFormat = Literal["txt", "json", "srt", "vtt", "tsv"]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="the id POST /v1/jobs returned")]
 MAX_SCANNED = 2000  # entries a filtered listing looks at before it stops
+REPLAYED_HEADER = "Idempotent-Replayed"
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="the same key within result_expires returns the same job"),
+]
 RESULT_RESPONSE: Responses = {
     200: {
         "description": "format=json: the verbose_json-shaped result with farm details; others: text",
@@ -48,16 +53,25 @@ async def create_job(
     formats: Annotated[list[OutputFormat] | None, Form(description="result files to write to output")] = None,
     output: Annotated[str | None, Form(description="s3://bucket/prefix for <job id>.<format> files")] = None,
     callback_url: Annotated[str | None, Form(description="gets a signed POST when the job ends")] = None,
+    idempotency_key: Annotated[str | None, Form(description="the same key again returns the same job")] = None,
+    idempotency_header: IdempotencyHeader = None,
 ) -> JobInfo:
     state = api_state(request)
     options = {"language": language or None, "task": task, "initial_prompt": prompt, "temperature": temperature}
     options |= {"beam_size": beam_size, "word_timestamps": word_timestamps or None}
+    options |= {"idempotency_key": idempotency_header or idempotency_key or None}
     delivery = {"output": output or None, "formats": formats or (), "callback_url": callback_url or None}
     kwargs = {key: value for key, value in (options | delivery).items() if value is not None}
     job = await run_in_threadpool(_submit, state, file, uri, kwargs)
-    entry = await run_in_threadpool(state.registry.add, job.id, job.name)
+    entry = await run_in_threadpool(_registered, state, job)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if job.reused:
+        response.headers[REPLAYED_HEADER] = "true"
     return await run_in_threadpool(job_info, state, job.id, entry)
+
+
+def _registered(state: ApiState, job: Job) -> Entry | None:
+    return state.registry.get(job.id) if job.reused else state.registry.add(job.id, job.name)
 
 
 def _submit(state: ApiState, upload: UploadFile | None, uri: str | None, kwargs: dict[str, Any]) -> Job:
@@ -116,16 +130,17 @@ async def get_result(request: Request, job_id: JobId, format: Annotated[OutputFo
     status = await run_in_threadpool(state.client.job(job_id).status)
     if not status.done:
         raise ApiError(409, f"job {job_id} is {status.state}; try again later", "job_not_finished")
+    if status.state == "cancelled":
+        raise failure(status)
     if status.state != "succeeded":
-        error = failure(status)
-        raise ApiError(409, f"job {job_id} {status.state}: {error.message}", error.code)
+        raise ApiError(409, f"job {job_id} failed: {failure(status).message}", failure(status).code)
     result = await run_in_threadpool(state.client.job(job_id).result, 10.0)
     if format == "json":
         return JSONResponse(result)
     return PlainTextResponse(render(result, format), media_type=CONTENT_TYPES[format].split(";")[0])
 
 
-@router.delete("/{job_id}", summary="Cancel a queued job", responses={**ERROR_RESPONSES, **NOT_FOUND, **CONFLICT})
+@router.delete("/{job_id}", summary="Cancel a job", responses={**ERROR_RESPONSES, **NOT_FOUND, **CONFLICT})
 async def cancel_job(request: Request, job_id: JobId) -> JobInfo:
     state = api_state(request)
     entry = await run_in_threadpool(_known, state, job_id)
@@ -134,17 +149,18 @@ async def cancel_job(request: Request, job_id: JobId) -> JobInfo:
 
 def _cancel(state: ApiState, job_id: str, entry: Entry | None) -> JobInfo:
     status = state.client.job(job_id).status()
-    if status.state != "queued":
-        # Celery cannot stop a job mid-audio without killing its worker's other jobs.
-        raise ApiError(409, f"job {job_id} is {status.state}; only queued jobs can be cancelled", "not_cancellable")
+    if status.done:
+        message = f"job {job_id} already {status.state}; only unfinished jobs can be cancelled"
+        raise ApiError(409, message, "not_cancellable")
+    # A running part finishes its audio (stopping it would kill its worker's other jobs);
+    # no later part runs and the job ends cancelled.
     state.client.job(job_id).cancel()
-    state.registry.mark_cancelled(job_id)
     return job_info(state, job_id, state.registry.get(job_id) or entry)
 
 
 def _known(state: ApiState, job_id: str) -> Entry | None:
     """The job's registry entry; 404 unless the API or the result backend knows the id."""
     entry = state.registry.get(job_id)
-    if entry is None and state.client.job(job_id).status().state == "queued":
+    if entry is None and state.client.job(job_id).status().state == "unknown":
         raise ApiError(404, f"no job {job_id}", "job_not_found", "job_id")
     return entry

@@ -26,7 +26,6 @@ class Entry:
     id: str
     name: str
     created_at: float
-    cancelled: bool = False
 
 
 class JobRegistry:
@@ -48,9 +47,6 @@ class JobRegistry:
     def get(self, job_id: str) -> Entry | None:
         raw = self._redis().hgetall(ENTRY_KEY.format(job_id=job_id))
         return _entry(job_id, raw) if raw else None
-
-    def mark_cancelled(self, job_id: str) -> None:
-        self._redis().hset(ENTRY_KEY.format(job_id=job_id), "cancelled", 1)
 
     def newest(self, since: float | None = None) -> Iterator[Entry]:
         """Entries newest first, fetched in batches as the caller consumes them."""
@@ -75,7 +71,7 @@ class JobRegistry:
 
 def _entry(job_id: str, raw: Any) -> Entry:
     fields = {_text(key): _text(value) for key, value in raw.items()}
-    return Entry(job_id, fields.get("name", ""), float(fields.get("created_at", 0)), fields.get("cancelled") == "1")
+    return Entry(job_id, fields.get("name", ""), float(fields.get("created_at", 0)))
 
 
 def _text(value: Any) -> str:

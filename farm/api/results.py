@@ -42,11 +42,10 @@ def failure(status: JobStatus) -> ApiError:
 
 def job_info(state: ApiState, job_id: str, entry: Entry | None, with_outputs: bool = False) -> JobInfo:
     status = state.client.job(job_id).status()
-    # A revoked job stays "queued" in the backend until a worker draws and drops it.
-    cancelled = entry is not None and entry.cancelled and status.state == "queued"
+    # "unknown": an entry older than the job records (they are kept as long).
     return JobInfo(
         id=job_id,
-        status="cancelled" if cancelled else status.state,  # type: ignore[arg-type]
+        status="queued" if status.state == "unknown" else status.state,  # type: ignore[arg-type]
         progress=status.percent,
         name=entry.name if entry else "",
         created_at=entry.created_at if entry else None,

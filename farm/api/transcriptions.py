@@ -1,8 +1,10 @@
 """OpenAI-compatible ``/v1/audio/transcriptions`` and ``/v1/audio/translations``.
 
 They answer when the job is done, in OpenAI's shapes, so OpenAI's SDKs work by pointing
-``base_url`` at the farm. ``model`` is accepted and ignored: the workers' model answers.
-Long files belong on ``/v1/jobs``; these requests wait at most ``time_limit`` seconds.
+``base_url`` at the farm. ``model`` must be ``whisper-1`` or a model the farm serves.
+Long files belong on ``/v1/jobs``; these requests wait at most ``api_wait_s`` seconds,
+then answer 504 naming the job, which goes on. An ``Idempotency-Key`` header makes a
+repeated request (an SDK's retry) wait for the same job instead of queueing another.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from farm.api import uploads
-from farm.api.errors import ERROR_RESPONSES, Responses
+from farm.api.errors import ERROR_RESPONSES, TIMEOUT, ApiError, Responses
+from farm.api.models import check_model
 from farm.api.results import wait_for_result
 from farm.api.schemas import Granularity, ResponseFormat, Segment, Transcription, Usage, VerboseTranscription, Word
 from farm.api.state import api_state
+from farm.client import Job
 from farm.constants import MAX_BEAM_SIZE, MIN_BEAM_SIZE
 from farm.job.formats import render
 
@@ -31,14 +35,18 @@ SUCCESS: Responses = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
 }
-RESPONSES: Responses = {**SUCCESS, **ERROR_RESPONSES}
+RESPONSES: Responses = {**SUCCESS, **ERROR_RESPONSES, **TIMEOUT}
 
 AudioFile = Annotated[UploadFile, File(description="The audio: any format FFmpeg decodes")]
-Model = Annotated[str, Form(description="Accepted for compatibility; the farm's configured model answers")]
+Model = Annotated[str, Form(description="whisper-1 (the farm's model) or a name GET /v1/models lists")]
 Prompt = Annotated[str | None, Form(description="Text to steer spelling and style (initial prompt)")]
 Format = Annotated[ResponseFormat, Form()]
 Temperature = Annotated[float | None, Form(ge=0, le=1)]
 BeamSize = Annotated[int | None, Form(ge=MIN_BEAM_SIZE, le=MAX_BEAM_SIZE, description="farm extension: beam width")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="a repeated request with this key waits for the same job")
+]
+RETRY_HEADER = "x-should-retry"  # OpenAI's SDKs obey it before their own retry rules
 
 
 @router.post("/transcriptions", responses=RESPONSES, response_class=Response, summary="Transcribe audio")
@@ -52,11 +60,12 @@ async def create_transcription(
     temperature: Temperature = None,
     timestamp_granularities: Annotated[list[Granularity] | None, Form(alias="timestamp_granularities[]")] = None,
     beam_size: BeamSize = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     words = "word" in (timestamp_granularities or [])
     options = {"language": language or None, "initial_prompt": prompt, "temperature": temperature}
     options |= {"beam_size": beam_size, "word_timestamps": words or None, "task": "transcribe"}
-    return await _answer(request, file, options, response_format)
+    return await _answer(request, file, model, options | {"idempotency_key": idempotency_key}, response_format)
 
 
 @router.post("/translations", responses=RESPONSES, response_class=Response, summary="Translate audio into English")
@@ -68,22 +77,35 @@ async def create_translation(
     response_format: Format = "json",
     temperature: Temperature = None,
     beam_size: BeamSize = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     options = {"initial_prompt": prompt, "temperature": temperature, "beam_size": beam_size, "task": "translate"}
-    return await _answer(request, file, options, response_format)
+    return await _answer(request, file, model, options | {"idempotency_key": idempotency_key}, response_format)
 
 
-async def _answer(request: Request, upload: UploadFile, options: dict[str, Any], fmt: str) -> Response:
+async def _answer(request: Request, upload: UploadFile, model: str, options: dict[str, Any], fmt: str) -> Response:
     state = api_state(request)
+    check_model(state.settings, model)
     options = {key: value for key, value in options.items() if value is not None}
     path = await run_in_threadpool(uploads.save, upload.file, upload.filename, state.settings)
     try:
         job = await run_in_threadpool(uploads.submit, state.client, path, **options)
-        await run_in_threadpool(state.registry.add, job.id, path.name)
-        result = await wait_for_result(job, state.settings.time_limit)
+        if not job.reused:
+            await run_in_threadpool(state.registry.add, job.id, path.name)
+        result = await _waited(job, state.settings.api_wait_s, retry_safe="idempotency_key" in options)
     finally:
         uploads.discard(path)
     return openai_response(result, fmt, bool(options.get("word_timestamps")))
+
+
+async def _waited(job: Job, wait_s: float, retry_safe: bool) -> dict[str, Any]:
+    """The job's result; an error tells the SDK whether its retry would queue the audio again."""
+    try:
+        return await wait_for_result(job, wait_s)
+    except ApiError as exc:
+        if exc.status in (409, 504):  # a cancelled job, or one still running: resubmitting duplicates it
+            exc.headers[RETRY_HEADER] = "true" if retry_safe and exc.status == 504 else "false"
+        raise
 
 
 def openai_response(result: Mapping[str, Any], fmt: str, words: bool) -> Response:

@@ -90,3 +90,15 @@ def test_sdk_errors_carry_the_message(sdk: openai.OpenAI, api_url: str) -> None:
     anonymous = openai.OpenAI(base_url=f"{api_url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="bearer token"), open(JFK_MP3, "rb") as audio:
         anonymous.audio.transcriptions.create(file=audio, model="whisper-1")
+
+
+def test_models_lists_what_is_served_and_refuses_others(sdk: openai.OpenAI) -> None:
+    served = [model.id for model in sdk.models.list()]
+    assert served == ["whisper-1", "tiny.en"]
+    assert sdk.models.retrieve("tiny.en").id == "tiny.en"
+    refused = r"'gpt-4o-transcribe' is not served here; use one of: whisper-1, tiny\.en"
+    with pytest.raises(openai.BadRequestError, match=refused), open(JFK_MP3, "rb") as audio:
+        sdk.audio.transcriptions.create(file=audio, model="gpt-4o-transcribe")
+    with open(JFK_MP3, "rb") as audio:
+        named = sdk.audio.transcriptions.create(file=audio, model="tiny.en", extra_body=FAST)
+    assert JFK_PHRASE in normalise(named.text)
