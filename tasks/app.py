@@ -30,6 +30,16 @@ def _load_model_in_main(**_: Any) -> None:
         _load_model()
 
 
+@worker_ready.connect
+def _drain_webhooks(**_: Any) -> None:
+    # Every worker sends the farm's pending webhooks: its own and those a dead worker left.
+    from farm.io.delivery import outbox
+    from farm.io.outbox import Drainer
+
+    settings = worker_settings()
+    Drainer(outbox(settings), settings.webhook_secret).start()
+
+
 def _load_model() -> None:
     from farm.serve.runtime import get_runtime
 

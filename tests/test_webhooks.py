@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from farm.client import Client
+from farm.config import Settings
 from farm.errors import JobFailedError
 from farm.io.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, build, deliver, sign, verify_signature
 from farm.serve.redis_server import free_port
 from tests.api.servers import WEBHOOK_SECRET, webhook_receiver
-from tests.conftest import JFK, JFK_PHRASE, normalise
+from tests.conftest import JFK, JFK_PHRASE, normalise, own_farm
 
 
 def test_signature_checks_secret_body_and_age() -> None:
@@ -77,3 +80,20 @@ def test_worker_calls_back_once_when_a_job_fails(client: Client, tmp_path: Path)
     event = call.json()
     assert (event["id"], event["status"]) == (job.id, "failed") and "not decodable audio" in event["error"]
     assert verify_signature(WEBHOOK_SECRET, call.body, call.headers[SIGNATURE_HEADER])
+
+
+@pytest.mark.slow
+def test_a_webhook_survives_a_worker_killed_right_after_its_job(farm_settings: Settings, tmp_path: Path) -> None:
+    with webhook_receiver() as receiver, own_farm(farm_settings, tmp_path) as farm:
+        receiver.statuses = [503]  # the first attempt fails; the retry is due a second later
+        job = farm.client.submit(JFK, beam_size=1, callback_url=receiver.url)
+        (first,) = receiver.wait_for(1, timeout=300)  # the job has ended
+        celery = psutil.Process(farm.workers[0].process.pid).children(recursive=True)
+        for process in celery:
+            process.send_signal(signal.SIGKILL)  # `farm worker` starts a fresh Celery process
+        calls = receiver.wait_for(2, timeout=180)
+        time.sleep(3)  # room for a duplicate
+        calls = list(receiver.deliveries)
+    assert [call.json()["id"] for call in calls] == [job.id, job.id], [c.json() for c in calls]
+    assert calls[0].body == calls[1].body and first.headers[DELIVERY_HEADER] == calls[1].headers[DELIVERY_HEADER]
+    assert verify_signature(WEBHOOK_SECRET, calls[1].body, calls[1].headers[SIGNATURE_HEADER])

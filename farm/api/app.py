@@ -14,6 +14,8 @@ from farm.api.registry import JobRegistry
 from farm.api.state import ApiState
 from farm.client import Client
 from farm.config import Settings, get_settings
+from farm.io.delivery import outbox
+from farm.io.outbox import Drainer
 from farm.queue.connections import RedisSettings
 
 MIB = 1 << 20
@@ -34,7 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The API sends pending webhooks too, so they go out while no worker is up.
+        drainer = Drainer(outbox(settings), settings.webhook_secret).start()
         yield
+        drainer.stop()
         client.close()
 
     app = FastAPI(

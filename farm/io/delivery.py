@@ -21,9 +21,10 @@ import redis
 from farm.constants import ENDED_KEY
 from farm.io.from_settings import roots_from, s3_config
 from farm.io.metrics import audio_updates, failure_updates, recorder, success_update
+from farm.io.outbox import Outbox, OutboxPolicy
 from farm.io.roots import Roots
 from farm.io.storage import S3Config, S3Storage, storage_for
-from farm.io.webhooks import JobEvent, build, job_event, send_later
+from farm.io.webhooks import JobEvent, build, job_event
 from farm.job.formats import render
 from farm.job.result import Result
 from farm.job.spec import Delivery, JobSpec, failed_job
@@ -99,7 +100,14 @@ def fail_job(job_id: str, message: Any, error: BaseException, settings: Settings
 
 def _notify(settings: Settings, delivery: Delivery, event: JobEvent) -> None:
     if delivery.callback_url:
-        send_later(build(delivery.callback_url, event, settings.webhook_secret), settings.webhook_max_attempts)
+        # Signed afresh by whichever process sends it: the outbox keeps no secret.
+        outbox(settings).put(build(delivery.callback_url, event, ""), signed=bool(settings.webhook_secret))
+
+
+def outbox(settings: Settings) -> Outbox:
+    """The farm's webhook outbox (in the broker's Redis)."""
+    policy = OutboxPolicy(settings.webhook_max_attempts, settings.result_expires)
+    return Outbox(shared_redis(RedisSettings.from_settings(settings)), policy)
 
 
 def first_end(settings: Settings, job_id: str) -> bool:

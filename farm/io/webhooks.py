@@ -4,8 +4,8 @@ The body is JSON; ``X-Farm-Signature: t=<unix time>,sha256=<hex>`` is an HMAC-SH
 of ``"<t>." + body`` under ``webhook_secret``, so a receiver can check both who sent it
 and that it is fresh (``verify_signature``). ``X-Farm-Delivery`` stays the same across
 retries, so a receiver can drop duplicates. Failed attempts (connection errors, 408,
-429, 5xx) are retried with doubling backoff on a background thread, so a slow receiver
-never holds a worker's job slot; other 4xx answers are final.
+429, 5xx) are retried with doubling backoff; other 4xx answers are final. Workers hand
+webhooks to the durable outbox (``farm.io.outbox``), which signs each attempt afresh.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from farm.job.result import Result
@@ -75,9 +73,15 @@ def build(url: str, event: Mapping[str, object], secret: str, now: float | None 
         EVENT_HEADER: str(event.get("event", "")),
         DELIVERY_HEADER: uuid.uuid4().hex,
     }
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time() if now is None else now))
-    return Webhook(url, body, headers)
+    return signed(Webhook(url, body, headers), secret, now)
+
+
+def signed(webhook: Webhook, secret: str, now: float | None = None) -> Webhook:
+    """``webhook`` with a signature made now (receivers refuse old ones); unsigned without a secret."""
+    if not secret:
+        return webhook
+    signature = sign(secret, webhook.body, int(time.time() if now is None else now))
+    return replace(webhook, headers=webhook.headers | {SIGNATURE_HEADER: signature})
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -100,18 +104,18 @@ def deliver(
     webhook: Webhook, max_attempts: int, sleep: Callable[[float], None] = time.sleep, first_backoff_s: float = 1.0
 ) -> bool:
     """POST until the receiver accepts (2xx), refuses for good, or attempts run out."""
-    for attempt in range(1, max_attempts + 1):
-        outcome = _attempt(webhook)
+    for tries in range(1, max_attempts + 1):
+        outcome = attempt(webhook)
         if outcome is True:
             return True
-        if outcome is False or attempt == max_attempts:
+        if outcome is False or tries == max_attempts:
             break
-        sleep(min(MAX_BACKOFF_S, first_backoff_s * 2 ** (attempt - 1)))
-    log.warning("webhook to %s not delivered after %d attempt(s)", _host(webhook.url), attempt)
+        sleep(min(MAX_BACKOFF_S, first_backoff_s * 2 ** (tries - 1)))
+    log.warning("webhook to %s not delivered after %d attempt(s)", host(webhook.url), tries)
     return False
 
 
-def _attempt(webhook: Webhook) -> bool | None:
+def attempt(webhook: Webhook) -> bool | None:
     """True: delivered; False: refused for good; None: worth another try."""
     request = urllib.request.Request(webhook.url, data=webhook.body, headers=webhook.headers, method="POST")
     try:
@@ -119,23 +123,13 @@ def _attempt(webhook: Webhook) -> bool | None:
             return 200 <= int(response.status) < 300
     except urllib.error.HTTPError as exc:
         retry = exc.code >= 500 or exc.code in _RETRY_STATUSES
-        log.info("webhook to %s answered %d%s", _host(webhook.url), exc.code, "; retrying" if retry else "")
+        log.info("webhook to %s answered %d%s", host(webhook.url), exc.code, "; retrying" if retry else "")
         return None if retry else False
     except (urllib.error.URLError, OSError) as exc:
-        log.info("webhook to %s failed: %s; retrying", _host(webhook.url), exc)
+        log.info("webhook to %s failed: %s; retrying", host(webhook.url), exc)
         return None
 
 
-def _host(url: str) -> str:
+def host(url: str) -> str:
     # The query string may carry a receiver's token: log the host only.
     return urllib.parse.urlsplit(url).netloc
-
-
-@cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="farm-webhook")
-
-
-def send_later(webhook: Webhook, max_attempts: int) -> Future[bool]:
-    """Deliver on a background thread; the pool finishes pending calls at interpreter exit."""
-    return _pool().submit(deliver, webhook, max_attempts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -14,9 +15,11 @@ from farm.api import create_app
 from farm.client import Client
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
+from farm.io.delivery import outbox
+from farm.io.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, build, verify_signature
 from farm.serve.redis_server import start_redis
 from tests.api.conftest import TOKEN
-from tests.api.servers import serve_app
+from tests.api.servers import WEBHOOK_SECRET, serve_app, webhook_receiver
 from tests.conftest import EVAL
 
 JFK_MP3 = EVAL / "whisper_cpp" / "jfk.mp3"
@@ -96,3 +99,18 @@ def test_sdk_retries_after_a_504_queue_the_audio_once(lonely: LonelyApi) -> None
     assert plain.value.response.headers["x-should-retry"] == "false"
     assert lonely.queued() == 2
     assert "/v1/jobs/" in plain.value.message
+
+
+def test_the_api_sends_webhooks_left_in_the_outbox(lonely: LonelyApi) -> None:
+    # No worker is up: the API drains the outbox, retrying a failed attempt with the same id.
+    with webhook_receiver() as receiver:
+        receiver.statuses = [500]
+        pending = outbox(lonely.settings)
+        delivery_id = pending.put(build(receiver.url, {"id": "j-1", "event": "job.succeeded"}, ""), signed=True)
+        calls = receiver.wait_for(2, timeout=60)
+    assert [call.headers[DELIVERY_HEADER] for call in calls] == [delivery_id, delivery_id]
+    assert all(verify_signature(WEBHOOK_SECRET, call.body, call.headers[SIGNATURE_HEADER]) for call in calls)
+    deadline = time.monotonic() + 10
+    while pending.pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pending.pending() == 0
