@@ -67,6 +67,13 @@ def test_cli_status_and_result_of_an_unknown_id(lonely: tuple[Settings, RedisSer
     env = worker_env(settings)
     status = _farm("status", "not-a-job", env=env)
     assert status.returncode == 0 and status.stdout.split()[:2] == ["not-a-job", "unknown"], status
+    client = Client(settings)
+    try:
+        job = client.submit(JFK, beam_size=1, queue="farm.gpu0")
+    finally:
+        client.close()
+    waiting = _farm("status", job.id, env=env)
+    assert waiting.stdout.strip() == f"{job.id} queued 0% (no worker is consuming farm.gpu0)", waiting
     started = time.monotonic()
     result = _farm("result", "not-a-job", "--timeout", "120", env=env)
     assert time.monotonic() - started < 60  # not the 120 s timeout

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from farm.api import errors, health, jobs, models, transcriptions
+from farm.api import errors, health, jobs, models, openapi, transcriptions
 from farm.api.auth import check_settings, require_token
 from farm.api.limits import UploadLimit
 from farm.api.registry import JobRegistry
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transcriptions.router, dependencies=protected)
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
+    openapi.install(app)
     return app
 
 

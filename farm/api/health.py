@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from farm.api.errors import ERROR_RESPONSES
 from farm.api.schemas import Health
 from farm.api.state import api_state
 from farm.io.metrics import exposition
@@ -45,7 +46,10 @@ def _unready(reason: str) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics of the whole farm",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text format 0.0.4"}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text format 0.0.4"},
+        401: ERROR_RESPONSES[401],
+    },
 )
 async def metrics(request: Request) -> Response:
     body, content_type = await run_in_threadpool(exposition, api_state(request).settings)

@@ -20,6 +20,7 @@ from farm.constants import OUTPUT_FORMATS
 from farm.errors import BrokerUnavailableError, FarmError
 from farm.job.formats import render
 from farm.queue.connections import RedisSettings, reachable
+from farm.queue.consumers import consumers
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,20 @@ def _emit_outputs(jobs: list[Job]) -> int:
 @click.argument("job_id")
 @friendly_errors
 def status(job_id: str) -> None:
-    """Show a job's state and progress."""
-    current = Client(_answering_broker()).job(job_id).status()
+    """Show a job's state and progress ("unknown" for an id nobody submitted)."""
+    client = Client(_answering_broker())
+    job = client.job(job_id)
+    current = job.status()
     line = f"{current.id} {current.state} {current.percent:.0f}%"
-    click.echo(line + (f" {current.error}" if current.error else ""))
+    click.echo(line + (f" {current.error}" if current.error else "") + _idle_queue(client, job, current.state))
+
+
+def _idle_queue(client: Client, job: Job, state: str) -> str:
+    """A note when the queue of a queued job has no consumer: it would wait forever."""
+    queue = job.queue() if state == "queued" else ""
+    if not queue or consumers(client.app, queue):
+        return ""
+    return f" (no worker is consuming {queue})"
 
 
 @click.command()

@@ -106,3 +106,16 @@ def test_readyz_openapi_and_metrics(http: httpx.Client) -> None:
     assert "/v1/jobs/{job_id}/result" in paths and "/healthz" in paths and "/readyz" in paths
     metrics = http.get("/metrics")
     assert metrics.status_code == 200 and "farm_queue_depth" in metrics.text
+
+
+def test_openapi_documents_the_statuses_the_api_answers(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    operations = {(path, method): op for path, item in document["paths"].items() for method, op in item.items()}
+    assert not [where for where, op in operations.items() if "422" in op["responses"]]  # validation answers 400
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    v1 = {where: op for where, op in operations.items() if where[0].startswith("/v1")}
+    assert all({"400", "401"} <= set(op["responses"]) for op in v1.values())
+    for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+        assert "504" in operations[(path, "post")]["responses"]
+    assert "401" in operations[("/metrics", "get")]["responses"]
+    assert "404" in operations[("/v1/jobs/{job_id}", "get")]["responses"]
