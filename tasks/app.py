@@ -33,7 +33,7 @@ def _load_model_in_main(**_: Any) -> None:
 @worker_ready.connect
 def _drain_webhooks(**_: Any) -> None:
     # Every worker sends the farm's pending webhooks: its own and those a dead worker left.
-    from farm.io.delivery import outbox
+    from farm.io.from_settings import outbox
     from farm.io.outbox import Drainer
 
     settings = worker_settings()

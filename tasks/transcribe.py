@@ -18,12 +18,12 @@ from celery.signals import task_failure
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
 from farm.errors import FarmError, InvalidJobError, JobTimeoutError, RetryableError
 from farm.inference.pipeline import FanOut, run_job
-from farm.io.delivery import fail_job, finish_job
+from farm.io.job_end import JobEnd
 from farm.job.result import Result, merge_parts
-from farm.job.spec import PartSpec, part_message
+from farm.job.spec import JobSpec, PartSpec, failed_job, part_message
 from farm.queue.connections import RedisSettings
 from farm.queue.records import JobRecords
-from farm.serve.runtime import get_runtime, worker_settings
+from farm.serve.runtime import get_job_end, get_runtime, worker_settings
 from tasks.app import app
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def transcribe(self: Task, message: dict[str, Any]) -> Result:
     if isinstance(outcome, FanOut):
         parts = [transcribe_part.s(part_message(message, part)) for part in outcome.parts]
         raise self.replace(chord(parts, merge.s(spec.name, message)))
-    return finish_job(task_id, spec, outcome | {"worker": self.request.hostname}, worker_settings())
+    return _succeeded(task_id, spec, outcome | {"worker": self.request.hostname})
 
 
 @app.task(name=TRANSCRIBE_PART_TASK, **RETRY)
@@ -65,14 +65,14 @@ def transcribe_part(self: Task, message: dict[str, Any]) -> Result:
         # Say which part failed, so a user can find the bad stretch of a long file.
         raise type(exc)(f"{part.label()}: {exc}") from exc
     assert not isinstance(outcome, FanOut)  # a part never fans out again
-    return finish_job(self.request.id, spec, outcome | {"worker": self.request.hostname}, worker_settings())
+    return _succeeded(self.request.id, spec, outcome | {"worker": self.request.hostname})
 
 
 @app.task(name=MERGE_PARTS_TASK, bind=True)
 def merge(self: Task, parts: list[Result], source: str, message: dict[str, Any]) -> Result:
     self.backend.client.delete(FANOUT_PROGRESS_KEY.format(job_id=self.request.id))
     _stop_if_cancelled(self, self.request.id)
-    return finish_job(self.request.id, get_runtime().parse(message), merge_parts(parts, source), worker_settings())
+    return _succeeded(self.request.id, get_runtime().parse(message), merge_parts(parts, source))
 
 
 @task_failure.connect
@@ -85,7 +85,14 @@ def _announce_failure(
 ) -> None:
     # Sent once a job fails for good, not on the retries before; the message is last.
     if sender is not None and sender.name in _ANNOUNCED and exception is not None:
-        fail_job(task_id, args[-1] if args else {}, exception, worker_settings())
+        job_id, delivery = failed_job(task_id, args[-1] if args else {})
+        get_job_end().after_job(JobEnd(job_id, delivery, error=exception))
+
+
+def _succeeded(task_id: str, spec: JobSpec, result: Result) -> Result:
+    """Run the job-end hooks on a result; the task returns what they made of it."""
+    end = get_job_end().after_job(JobEnd(task_id, spec.delivery, result=result, part=spec.part is not None))
+    return end.result if end.result is not None else result
 
 
 def _stop_if_cancelled(task: Task, job_id: str) -> None:

@@ -29,8 +29,9 @@ from farm.client import Client
 from farm.config import Settings, load_settings
 from farm.constants import METRICS_KEY_PREFIX, SHARED_QUEUE, TRANSCRIBE_TASK
 from farm.errors import BrokerUnavailableError, InvalidJobError, StorageAccessError
-from farm.io.delivery import first_end, output_location
+from farm.io.delivery import output_location
 from farm.io.from_settings import roots_from
+from farm.io.job_end import OnceOnly
 from farm.io.metrics import JOBS, exposition
 from farm.io.roots import check_local_input, check_local_output
 from farm.queue.broker import celery_config
@@ -299,7 +300,8 @@ def test_rediss_broker_with_a_private_ca(farm_settings: Settings, tls_redis: tup
     assert not reachable(RedisSettings(url), 1.0)  # no CA: the private CA is not trusted
     jobs = new_redis(where).hgetall(METRICS_KEY_PREFIX + JOBS.name)
     assert jobs == {b'["succeeded"]': b"1"}  # the worker's metrics recorder reached the TLS Redis
-    assert first_end(settings, "once-only") and not first_end(settings, "once-only")  # the webhook guard holds
+    guard = OnceOnly(where, 60)
+    assert guard.first("once-only") and not guard.first("once-only")  # the webhook guard holds
     registry = JobRegistry(where, 60)
     registry.add("job-1", "a.wav")
     assert registry.get("job-1") is not None and b"farm_jobs_total" in exposition(settings)[0]

@@ -14,7 +14,7 @@ from farm.api.registry import JobRegistry
 from farm.api.state import ApiState
 from farm.client import Client
 from farm.config import Settings, get_settings
-from farm.io.delivery import outbox
+from farm.io.from_settings import outbox
 from farm.io.outbox import Drainer
 from farm.queue.connections import RedisSettings
 

@@ -1,7 +1,7 @@
 """The io values an entry point builds from the settings and hands down.
 
 Only entry points (the worker runtime, CLI commands, the API app and the client) hold a
-``Settings``; storage, roots and delivery see these small values instead, so nothing
+``Settings``; storage, roots and the job-end hooks see these small values instead, so nothing
 below an entry point reads the environment or falls back to global settings.
 """
 
@@ -10,8 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from farm.io.job_end import JobEndHooks, Metrics, OnceOnly, ResultFiles, Webhook
+from farm.io.metrics import Recorder
+from farm.io.outbox import Outbox, OutboxPolicy
 from farm.io.roots import Roots
 from farm.io.storage import S3Config
+from farm.queue.connections import RedisSettings, shared_redis
 
 if TYPE_CHECKING:
     from farm.config import Settings
@@ -36,6 +40,25 @@ def roots_from(settings: Settings) -> Roots:
         outputs=(*settings.output_roots, _local_default(settings.output_uri)) if settings.output_roots else (),
         max_input_mb=settings.max_input_mb,
     )
+
+
+def job_end_hooks(settings: Settings) -> JobEndHooks:
+    """Result files, metrics, the once-only guard and the webhook, in the order they must run."""
+    where = RedisSettings.from_settings(settings)
+    return JobEndHooks(
+        [
+            ResultFiles(s3_config(settings), roots_from(settings), settings.output_uri),
+            Metrics(Recorder(where)),  # waits out a Redis restart, so the guard after it finds Redis back
+            OnceOnly(where, settings.result_expires),  # after the files: a failed write is retried, then announced
+            Webhook(outbox(settings), signed=bool(settings.webhook_secret)),
+        ]
+    )
+
+
+def outbox(settings: Settings) -> Outbox:
+    """The farm's webhook outbox (in the broker's Redis)."""
+    policy = OutboxPolicy(settings.webhook_max_attempts, settings.result_expires)
+    return Outbox(shared_redis(RedisSettings.from_settings(settings)), policy)
 
 
 def _local_default(output_uri: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import cache
 
 from farm.config import Settings, get_settings
 from farm.inference.batching import Batcher, BatchPolicy, Direct
@@ -12,7 +13,8 @@ from farm.inference.engines import load_engine
 from farm.inference.engines.base import EngineConfig, TranscribeOptions
 from farm.inference.pipeline import FanoutPolicy, Runtime, Transcriber
 from farm.inference.weights.models import resolve_model
-from farm.io.from_settings import roots_from, s3_config
+from farm.io.from_settings import job_end_hooks, roots_from, s3_config
+from farm.io.job_end import JobEndHooks
 from farm.io.metrics import record_model_load
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,12 @@ def batch_policy(settings: Settings) -> BatchPolicy:
 def worker_settings() -> Settings:
     """The settings this worker process runs with (read and validated once, on first use)."""
     return get_settings()
+
+
+@cache
+def get_job_end() -> JobEndHooks:
+    """This process's job-end hooks (result files, once-only guard, metrics, webhook)."""
+    return job_end_hooks(worker_settings())
 
 
 def get_runtime() -> Runtime:

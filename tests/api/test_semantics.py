@@ -15,7 +15,7 @@ from farm.api import create_app
 from farm.client import Client
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
-from farm.io.delivery import outbox
+from farm.io.from_settings import outbox
 from farm.io.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, build, verify_signature
 from farm.serve.redis_server import start_redis
 from tests.api.conftest import TOKEN

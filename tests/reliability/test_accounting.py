@@ -16,11 +16,12 @@ import redis
 
 from farm.config import Settings
 from farm.errors import StorageAccessError
-from farm.io.delivery import fail_job, finish_job
+from farm.io.from_settings import job_end_hooks
+from farm.io.job_end import JobEnd
 from farm.io.metrics import JOBS, KEY_PREFIX
 from farm.io.storage import S3Config, S3Storage
 from farm.job.result import Result, ResultTimings
-from farm.job.spec import parse_job
+from farm.job.spec import Delivery, parse_job
 from farm.job.transcript import TranscribeOptions
 from tests.reliability.conftest import PersistentRedis, own_farm, wait_all
 
@@ -71,9 +72,11 @@ def test_a_job_end_is_counted_once_through_a_redis_restart(farm_settings: Settin
     result: Result = {"task": "transcribe", "language": "en", "language_probability": 1.0, "duration": 2.0,
                       "text": "hello", "segments": [], "source": "a.wav", "engine": "e", "model": "m",
                       "timings": timings}  # fmt: skip
+    hooks = job_end_hooks(settings)
+    succeeded = JobEnd("job-1", spec.delivery, result=result)
     try:
         server.stop(signal.SIGKILL)
-        ended = threading.Thread(target=finish_job, args=("job-1", spec, result, settings))
+        ended = threading.Thread(target=hooks.after_job, args=(succeeded,))
         ended.start()
         time.sleep(1.5)  # the job ends while Redis is away
         server.start()
@@ -81,9 +84,10 @@ def test_a_job_end_is_counted_once_through_a_redis_restart(farm_settings: Settin
         assert not ended.is_alive()
         client = redis.Redis.from_url(server.url)
         assert _jobs(client, "succeeded") == 1  # counted, not lost to the restart
-        finish_job("job-1", spec, result, settings)  # redelivered and run again: not counted twice
-        fail_job("job-2", {}, StorageAccessError("x"), settings)
-        fail_job("job-2", {}, StorageAccessError("x"), settings)
+        hooks.after_job(succeeded)  # redelivered and run again: not counted twice
+        failed = JobEnd("job-2", Delivery(), error=StorageAccessError("x"))
+        hooks.after_job(failed)
+        hooks.after_job(failed)
         assert (_jobs(client, "succeeded"), _jobs(client, "failed")) == (1, 1)
     finally:
         server.stop()

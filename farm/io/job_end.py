@@ -1,0 +1,139 @@
+"""What happens once a job ends, as hooks run in order (dramatiq's ``after_process_message``).
+
+The tasks hand every end, a result or a failure for good, to one ``JobEndHooks``; each
+hook does one thing: write the result files, count the end, decide whether this is the
+job's first announced end, call back. A new effect is one more hook, not an edit to each
+task. Parts of a fanned-out file pass through too: they are counted, never announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import redis
+
+from farm.constants import ENDED_KEY
+from farm.io.delivery import DEFAULT_FORMATS, write_outputs
+from farm.io.metrics import Recorder, Update, audio_updates, failure_updates, success_update
+from farm.io.outbox import Outbox
+from farm.io.roots import Roots
+from farm.io.storage import S3Config
+from farm.io.webhooks import JobEvent, build, job_event
+from farm.job.result import Result
+from farm.job.spec import Delivery
+from farm.queue.connections import RedisSettings, shared_redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """One job's end as every hook sees it: exactly one of ``result`` and ``error`` is set."""
+
+    job_id: str  # a part's failure is the whole job's: the parent's id
+    delivery: Delivery
+    result: Result | None = None
+    error: BaseException | None = None
+    part: bool = False  # a part of a fanned-out file that succeeded: counted, not announced
+    first: bool = False  # no end of this job was announced before (set by OnceOnly)
+
+
+class Hook:
+    """One effect at the end of a job; it may hand the next hooks a changed end."""
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        return end
+
+
+class JobEndHooks:
+    """The hooks a worker runs, in order, for each job that ends."""
+
+    def __init__(self, hooks: Sequence[Hook]) -> None:
+        self.hooks = tuple(hooks)
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        for hook in self.hooks:
+            end = hook.after_job(end)
+        return end
+
+
+@dataclass(frozen=True)
+class ResultFiles(Hook):
+    """``<output>/<job id>.<format>`` for each format; the result lists them under "outputs"."""
+
+    s3: S3Config
+    roots: Roots
+    output_uri: str  # where a job that asks for formats but names no output gets them
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        if end.result is None or end.part:
+            return end
+        delivery = end.delivery
+        destination = delivery.output or (self.output_uri if delivery.formats else "")
+        if not destination:
+            return end
+        formats = delivery.formats or DEFAULT_FORMATS
+        outputs = write_outputs(end.result, end.job_id, destination, formats, self.s3, self.roots)
+        return replace(end, result=end.result | {"outputs": outputs})
+
+
+@dataclass(frozen=True)
+class OnceOnly(Hook):
+    """Marks a job's first announced end: a redelivered job or a second failing part is not."""
+
+    where: RedisSettings
+    ttl_s: int
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        return end if end.part else replace(end, first=self.first(end.job_id))
+
+    def first(self, job_id: str) -> bool:
+        if not job_id:
+            return True
+        try:
+            key = ENDED_KEY.format(job_id=job_id)
+            return bool(shared_redis(self.where).set(key, 1, nx=True, ex=self.ttl_s))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cannot check whether job %s was announced: %s", job_id, exc)
+            return True
+
+
+@dataclass(frozen=True)
+class Metrics(Hook):
+    """Audio seconds and speed for every transcription, jobs and errors: once per job (or part) id."""
+
+    recorder: Recorder
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        self.recorder.record_once(end.job_id, *_updates(end))  # through Redis restarts, never twice
+        return end
+
+
+def _updates(end: JobEnd) -> list[Update]:
+    if end.error is not None:
+        return failure_updates(end.error)
+    assert end.result is not None
+    # A merged result's audio was counted part by part; a part is not a job.
+    audio = audio_updates(end.result) if "parts" not in end.result else []
+    return audio if end.part else [*audio, success_update()]
+
+
+@dataclass(frozen=True)
+class Webhook(Hook):
+    """A POST to the job's callback_url, once per job, through the durable outbox."""
+
+    outbox: Outbox
+    signed: bool  # the outbox keeps no secret: whichever process sends it signs it afresh
+
+    def after_job(self, end: JobEnd) -> JobEnd:
+        if end.first and end.delivery.callback_url:
+            self.outbox.put(build(end.delivery.callback_url, _event(end), ""), signed=self.signed)
+        return end
+
+
+def _event(end: JobEnd) -> JobEvent:
+    if end.error is not None:
+        return job_event(end.job_id, "failed", error=str(end.error) or type(end.error).__name__)
+    return job_event(end.job_id, "succeeded", result=end.result)
