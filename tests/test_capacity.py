@@ -25,7 +25,7 @@ from farm.planning.capacity import (
     servers_for_wait,
     wait_quantile,
 )
-from farm.planning.capacity_data import GPU_THROUGHPUT, GPU_TYPES, MODEL_SPEED
+from farm.planning.capacity_data import GPU_THROUGHPUT, GPU_TYPES, MEASURED_THROUGHPUT, MODEL_SPEED, Measured
 
 ROOT = Path(__file__).resolve().parents[1]
 FARM = Path(sys.executable).with_name("farm")  # the installed console script, as users run it
@@ -122,18 +122,45 @@ def test_builtin_table_has_every_gpu_type_with_a_source() -> None:
         rows = [row for row in GPU_THROUGHPUT if row.gpu == gpu]
         assert sum(row.anchor for row in rows) == 1, gpu
         assert all(row.source and row.xrt > 0 and row.model in MODEL_SPEED for row in rows), gpu
+    for row in GPU_THROUGHPUT:
+        # every row says where it came from and what was measured there; none is a guess
+        assert row.source.startswith(("published: ", "measured ")), row
+        assert "measured there: " in row.source or isinstance(row.origin, Measured), row
+        assert not row.estimate, row
+
+
+def test_no_row_claims_a_gpu_its_source_did_not_run() -> None:
+    # insanely-fast-whisper's 5:02 (large-v2) and 3:16 (distil) runs are A100 80GB runs
+    # (recaptioned in its commit 44c462b), not T4 ones; the P100 row was T4 x 1.15.
+    assert not {"T4", "P100"} & set(GPU_TYPES)
+    for row in GPU_THROUGHPUT:
+        if "insanely-fast-whisper" in row.source:
+            assert row.gpu == "A100" and "A100 80GB" in row.source
+    with pytest.raises(CapacityError, match="gpu: unknown type 'T4'"):
+        builtin_throughput("T4", "large-v2")
+
+
+def test_measured_rows_say_when_where_and_how() -> None:
+    origin = Measured("2026-11-28", "NVIDIA H200", "large-v3", 100, 16, "docs/gpu-check-report.json")
+    assert origin.describe() == (
+        "measured 2026-11-28 on NVIDIA H200: large-v3 shape, synthetic weights, 100 tokens/window, batch 16 "
+        "(docs/gpu-check-report.json)"
+    )
+    assert "real weights" in Measured("2026-11-28", "H200", "large-v3", None, 8, "r.json").describe()
+    assert all(isinstance(row.origin, Measured) for row in MEASURED_THROUGHPUT)
 
 
 def test_builtin_throughput_uses_published_rows_and_scales_the_rest() -> None:
     published = builtin_throughput("a100", "openai/whisper-large-v3")
     assert (published.device, published.xrt, published.estimate) == ("A100", 91.8, False)
-    # medium.en on a T4: 29.8 (large-v2) * 24.48 / 16.47 = 44.29 -> 44.3, an estimate.
-    scaled = builtin_throughput("T4", "medium.en")
-    assert scaled.xrt == pytest.approx(44.3) and scaled.estimate
+    assert "published: insanely-fast-whisper" in published.source and "1 min 38 s" in published.source
+    # medium.en on an A100: 91.8 (large-v3) * 24.48 / 19.13 = 117.47 -> 117.5, an estimate.
+    scaled = builtin_throughput("A100", "medium.en")
+    assert scaled.xrt == pytest.approx(117.5) and scaled.estimate
     with pytest.raises(CapacityError, match="gpu"):
         builtin_throughput("V100", "large-v3")
     with pytest.raises(CapacityError, match="model"):
-        builtin_throughput("T4", "whisper-enormous")
+        builtin_throughput("A100", "whisper-enormous")
 
 
 @pytest.mark.parametrize(
@@ -164,6 +191,15 @@ def _bench_report(path: Path) -> Path:
             result
             | {"name": "b8", "model": "Systran/faster-whisper-large-v3", "batch_size": 8, "wall_s": 20, "xrt": 30.0},
             result | {"name": "tiny", "model": "tiny.en", "batch_size": 8, "wall_s": 2.0, "xrt": 300.0},
+            result
+            | {
+                "name": "synthetic b16",
+                "model": "medium",
+                "batch_size": 16,
+                "wall_s": 1.0,
+                "xrt": 500.0,
+                "weights": "synthetic weights, 100 tokens/window",
+            },
         ],
     }
     path.write_text(json.dumps(report))
@@ -174,8 +210,11 @@ def test_bench_report_gives_the_best_xrt_for_the_model(tmp_path: Path) -> None:
     report = _bench_report(tmp_path / "bench.json")
     throughput = bench_throughput(report, "large-v3")
     assert (throughput.device, throughput.xrt, throughput.estimate) == ("NVIDIA L4", 30.0, False)
-    with pytest.raises(CapacityError, match="medium"):
-        bench_throughput(report, "medium")
+    assert throughput.source == f"measured: bench report {report} (b8, cuda)"
+    synthetic = bench_throughput(report, "medium")
+    assert synthetic.source.endswith("(synthetic b16, cuda, synthetic weights, 100 tokens/window)")
+    with pytest.raises(CapacityError, match="small"):
+        bench_throughput(report, "small")
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(CapacityError, match="cannot read"):
         bench_throughput(tmp_path / "bad.json", "large-v3")
@@ -206,6 +245,9 @@ def test_cli_table_and_errors() -> None:
     for gpu in GPU_TYPES:
         assert gpu in table.stdout
     assert "Redis: maxmemory" in table.stdout and "sources:" in table.stdout
+    sources = table.stdout.split("sources:")[1]
+    assert "A100: transformers fp16, batch 24, Flash Attention 2; published: insanely-fast-whisper" in sources
+    assert "H100: [estimate] large-v3-turbo on H100 (404.0x; published: https://inferencebench.io" in sources
     unknown = _farm("--audio-hours", "5", "--gpu", "V100")
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: gpu:")
 

@@ -17,7 +17,9 @@ from farm.commands.errors import friendly_errors
     "--p95-wait", type=click.FloatRange(min=0), default=60.0, show_default=True, help="target p95 queue wait, s"
 )
 @click.option("--model", "model_name", default="large-v3", show_default=True)
-@click.option("--gpu", "gpus", multiple=True, help="T4, P100, A100 or H100 (repeatable; default: all four)")
+@click.option(
+    "--gpu", "gpus", multiple=True, help="A100 or H100: the GPUs with a published figure (repeatable; default: both)"
+)
 @click.option("--bench", "bench_report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--job-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
 @click.option("--max-utilisation", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True)

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from farm.errors import JobTimeoutError, ResourceExhaustedError
 from farm.inference import packing, vad
@@ -30,6 +31,8 @@ from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.job.transcript import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item")
+ONE_WINDOW_S = 30.0  # what Whisper's encoder takes in one window
 
 
 @dataclass(frozen=True)
@@ -160,13 +163,30 @@ class Batcher:
 
     def _run(self, batch: list[_Request]) -> None:
         groups: dict[TranscribeOptions, list[_Request]] = {}
+        singles: dict[TranscribeOptions, list[_Request]] = {}
         for request in self._without_copies(batch):
             if self._packable(request):
                 groups.setdefault(_pack_key(request.options), []).append(request)
             else:
-                self._alone(request)
+                self._single(singles, request)
         for options, members in groups.items():
-            self._packed(options, members)
+            if len(members) == 1:
+                # Nothing to share the window with: word timings would cost ~10 % more for
+                # nothing, and the job keeps its own options.
+                self._single(singles, members[0])
+            else:
+                self._packed(options, members)
+        for options, members in singles.items():
+            for chunk in _chunks(members, self.policy.batch_size):
+                self._together(options, chunk)
+
+    def _single(self, singles: dict[TranscribeOptions, list[_Request]], request: _Request) -> None:
+        """A clip that fills one encoder window on its own waits for others with its options
+        (one engine call for them all, on a GPU the gain of batching); longer ones run alone."""
+        if request.seconds <= ONE_WINDOW_S and not request.options.vad_filter:
+            singles.setdefault(request.options, []).append(request)
+        else:
+            self._alone(request)
 
     def _without_copies(self, batch: list[_Request]) -> list[_Request]:
         """Transcribe identical short clips with identical options once per round.
@@ -207,14 +227,30 @@ class Batcher:
         request.future.set_result(transcript)
 
     def _packed(self, options: TranscribeOptions, members: list[_Request]) -> None:
-        if len(members) == 1:
-            # Nothing to share the window with: word timings would cost ~10 % more for
-            # nothing, and the job keeps its own options.
-            self._alone(members[0])
-            return
         windows = packing.pack([m.audio for m in members], self.policy.window_s)
         for chunk in _chunks(windows, self.policy.batch_size):
             self._chunk(options, members, chunk)
+
+    def _together(self, options: TranscribeOptions, requests: Sequence[_Request]) -> None:
+        """Clips of one window each, with the same options, in one engine call."""
+        if len(requests) == 1:
+            self._alone(requests[0])
+            return
+        try:
+            self._check_budget(len(requests), sum(r.seconds for r in requests))
+            transcripts = self.engine.transcribe([r.audio for r in requests], options)
+        except ResourceExhaustedError as exc:
+            half = (len(requests) + 1) // 2
+            log.warning("%s; retrying the batch of %d clips as %d + %d", exc, len(requests), half, len(requests) - half)
+            self._together(options, requests[:half])
+            self._together(options, requests[half:])
+            return
+        except Exception as exc:
+            for request in requests:
+                request.future.set_exception(exc)
+            return
+        for request, transcript in zip(requests, transcripts, strict=True):
+            request.future.set_result(transcript)
 
     def _chunk(self, options: TranscribeOptions, members: list[_Request], chunk: Sequence[packing.Window]) -> None:
         try:
@@ -322,5 +358,5 @@ def _repetitive(transcript: Transcript, threshold: float | None) -> bool:
     return threshold is not None and len(data) > 0 and len(data) / len(zlib.compress(data)) > threshold
 
 
-def _chunks(windows: Sequence[packing.Window], size: int) -> list[Sequence[packing.Window]]:
-    return [windows[i : i + size] for i in range(0, len(windows), max(size, 1))]
+def _chunks(items: Sequence[_Item], size: int) -> list[Sequence[_Item]]:
+    return [items[i : i + size] for i in range(0, len(items), max(size, 1))]

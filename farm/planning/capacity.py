@@ -285,6 +285,7 @@ class BenchResult:
     model: str
     device: str
     xrt: float
+    weights: str = ""  # e.g. "synthetic weights, 100 tokens/window" (bench/gpu_check.py)
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,10 @@ class BenchReport:
             raw = json.loads(path.read_text(encoding="utf-8"))
             hardware = raw["hardware"]
             results = tuple(
-                BenchResult(str(r["name"]), str(r["model"]), str(r["device"]), float(r["xrt"])) for r in raw["results"]
+                BenchResult(
+                    str(r["name"]), str(r["model"]), str(r["device"]), float(r["xrt"]), str(r.get("weights") or "")
+                )
+                for r in raw["results"]
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CapacityError(f"bench: cannot read report {path}: {exc!r}") from exc
@@ -316,7 +320,8 @@ def bench_throughput(path: Path, model: str) -> Throughput:
         found = sorted({r.model for r in report.results})
         raise CapacityError(f"model: {model!r} not in bench report {path} (it has: {', '.join(found) or 'nothing'})")
     best = max(matching, key=lambda r: r.xrt)
-    return Throughput(report.hardware, wanted, best.xrt, f"farm bench {path} ({best.name}, {best.device})", False)
+    label = ", ".join(part for part in (best.name, best.device, best.weights) if part)
+    return Throughput(report.hardware, wanted, best.xrt, f"measured: bench report {path} ({label})", False)
 
 
 # --- output ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Published Whisper throughput per GPU type, with sources, for ``farm capacity``.
+"""Whisper throughput per GPU type, each row with where it came from, for ``farm capacity``.
 
 Figures are ×RT: seconds of audio one GPU transcribes per second of wall time. They come
 from different public benchmarks (different audio, software and settings), so they are
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GPU_TYPES = ("T4", "P100", "A100", "H100")
-
-_IFW = "https://github.com/Vaibhavs10/insanely-fast-whisper (README benchmark table)"
-_IFW_T4 = f"{_IFW}, Google Colab T4, 150 min of audio"
-_IFW_A100 = f"{_IFW}, A100 80GB, 150 min of audio"
+_IFW = (
+    "insanely-fast-whisper README benchmark table (github.com/Vaibhavs10/insanely-fast-whisper; "
+    "captioned A100 80GB since its commit 44c462b)"
+)
 _INFERENCEBENCH = "https://inferencebench.io/blog/whisper-large-v3-turbo-597x-realtime-asr-benchmark/"
 _LEADERBOARD = (
     "Open ASR Leaderboard evaluations, faster-whisper rows on CUDA "
@@ -27,49 +26,83 @@ _LEADERBOARD = (
 
 
 @dataclass(frozen=True)
+class Published:
+    """A figure someone else published: where, and what was actually measured there."""
+
+    source: str
+    measured: str
+
+    def describe(self) -> str:
+        return f"published: {self.source}; measured there: {self.measured}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A figure from our own ``bench/gpu_check.py`` run (docs/gpu.md)."""
+
+    date: str
+    gpu: str
+    shape: str
+    tokens_per_window: int | None  # None: real weights and real speech; else synthetic weights
+    batch: int
+    report: str
+
+    def describe(self) -> str:
+        weights = (
+            "real weights"
+            if self.tokens_per_window is None
+            else f"synthetic weights, {self.tokens_per_window} tokens/window"
+        )
+        return f"measured {self.date} on {self.gpu}: {self.shape} shape, {weights}, batch {self.batch} ({self.report})"
+
+
+@dataclass(frozen=True)
 class GpuThroughput:
-    """One published (or derived) throughput figure for a model on a GPU type."""
+    """One throughput figure for a model on a GPU type, with where it came from."""
 
     gpu: str
     model: str
     xrt: float
     setup: str  # engine, precision, batch: what produced the figure
-    source: str
+    origin: Published | Measured
     estimate: bool = False
     anchor: bool = False  # the GPU's reference row that other models are scaled from
 
+    @property
+    def source(self) -> str:
+        return self.origin.describe()
 
-GPU_THROUGHPUT: tuple[GpuThroughput, ...] = (
-    GpuThroughput(
-        "T4", "large-v2", round(150 * 60 / 302, 1),  # 5 min 2 s -> 29.8
-        "transformers fp16, batch 24, BetterTransformer", _IFW_T4, anchor=True,
-    ),
-    GpuThroughput(
-        "T4", "distil-large-v2", round(150 * 60 / 196, 1),  # 3 min 16 s -> 45.9
-        "transformers fp16, batch 24, BetterTransformer", _IFW_T4,
-    ),
-    # No readable P100 figure was found. ML6's benchmark ("Whisper Deployment Decisions",
-    # 2023) reports the P100 faster than the T4 at batch sizes above 1 but gives no number
-    # we can cite. The P100 has 2.29x the T4's memory bandwidth (732 vs 320 GB/s) and no
-    # tensor cores; we take half that ratio (1.15) over the T4's figure.
-    GpuThroughput(
-        "P100", "large-v2", round(150 * 60 / 302 * 1.15, 1),  # 34.3
-        "estimate: T4 figure x 1.15 (half the memory-bandwidth ratio)",
-        "derived from the T4 row; ML6 blog (2023) for the ordering", estimate=True, anchor=True,
-    ),
+
+# Only rows whose GPU the source names. insanely-fast-whisper's 5 min 2 s (large-v2) and
+# 3 min 16 s (distil-large-v2) rows were once read here as T4 runs; its authors recaptioned
+# that table as A100 80GB runs (commit 44c462b), where they are the older BetterTransformer
+# path, slower than the Flash Attention 2 rows kept below. No published T4 or P100 figure is
+# left, so neither GPU is in the table (an earlier P100 row was a guess: T4 x 1.15): measure
+# them with `farm bench` and plan with `--bench`.
+PUBLISHED_THROUGHPUT: tuple[GpuThroughput, ...] = (
     GpuThroughput(
         "A100", "large-v3", round(150 * 60 / 98, 1),  # 1 min 38 s -> 91.8
-        "transformers fp16, batch 24, Flash Attention 2", _IFW_A100, anchor=True,
+        "transformers fp16, batch 24, Flash Attention 2",
+        Published(_IFW, "150 min of audio transcribed in 1 min 38 s (whole-pipeline wall time)"), anchor=True,
     ),
     GpuThroughput(
         "A100", "distil-large-v2", round(150 * 60 / 78, 1),  # 1 min 18 s -> 115.4
-        "transformers fp16, batch 24, Flash Attention 2", _IFW_A100,
+        "transformers fp16, batch 24, Flash Attention 2",
+        Published(_IFW, "150 min of audio transcribed in 1 min 18 s"),
     ),
     GpuThroughput(
         "H100", "large-v3-turbo", 404.0,  # 597x is the peak; 404x is sustained at batch 32
-        "transformers fp16, batch 32 (H100 SXM)", _INFERENCEBENCH, anchor=True,
+        "transformers fp16, batch 32 (H100 SXM)",
+        Published(_INFERENCEBENCH, "404x real time sustained at batch 32 (597x at its best point)"), anchor=True,
     ),
 )  # fmt: skip
+
+# Rows from our own GPU check (bench/gpu_check.py, docs/gpu.md). None yet: no GPU run has
+# been made, and a figure no run produced is never written here.
+MEASURED_THROUGHPUT: tuple[GpuThroughput, ...] = ()
+
+GPU_THROUGHPUT = MEASURED_THROUGHPUT + PUBLISHED_THROUGHPUT
+GPU_TYPES = tuple(dict.fromkeys(row.gpu for row in GPU_THROUGHPUT))
 
 # Relative speed of each model with one engine on one GPU (faster-whisper RTFx from the
 # same leaderboard run), used only as ratios between models. The multilingual tiny, base,

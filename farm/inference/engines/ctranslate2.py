@@ -1,4 +1,10 @@
-"""The CTranslate2 back end, through faster-whisper: the default on CPU and GPU."""
+"""The CTranslate2 back end, through faster-whisper: the default on CPU and GPU.
+
+Clips of up to 30 s (each packed window of the batcher is one) are decoded together:
+one encoder call for the batch, one ``generate`` with a prompt per window
+(``farm.inference.engines.ct2_windows``). Longer clips go through faster-whisper's own
+sequential long-form loop, one at a time.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from farm.inference.engines.base import (
     Transcript,
     Word,
 )
+from farm.inference.engines.ct2_windows import decode_windows, fits_one_window
 from farm.inference.engines.failures import translate_failure
 from farm.inference.signal import SAMPLE_RATE, Audio
 
@@ -46,13 +53,35 @@ class CTranslate2Engine:
         options: TranscribeOptions,
         on_progress: ProgressCallback | None = None,
     ) -> list[Transcript]:
-        done = 0.0
-        transcripts = []
-        for audio in batch:
-            report = _offset_progress(on_progress, done)
-            transcripts.append(self._transcribe_one(audio, options, report))
-            done += len(audio) / SAMPLE_RATE
-        return transcripts
+        """Clips of up to 30 s go through one batched call; longer ones (and VAD) one by one."""
+        windowed = [i for i, audio in enumerate(batch) if fits_one_window(audio) and not options.vad_filter]
+        results: dict[int, Transcript] = {}
+        if windowed:
+            results.update(zip(windowed, self._transcribe_windows([batch[i] for i in windowed], options), strict=True))
+        done = sum(len(batch[i]) for i in windowed) / SAMPLE_RATE
+        if windowed and on_progress is not None:
+            on_progress(done)
+        for index, audio in enumerate(batch):
+            if index not in results:
+                results[index] = self._transcribe_one(audio, options, _offset_progress(on_progress, done))
+                done += len(audio) / SAMPLE_RATE
+        return [results[i] for i in range(len(batch))]
+
+    def _transcribe_windows(self, batch: list[Audio], options: TranscribeOptions) -> list[Transcript]:
+        started = time.perf_counter()
+        with translate_failure():
+            decoded = decode_windows(self.model, batch, options)
+        elapsed = time.perf_counter() - started
+        return [
+            Transcript(
+                segments=window.segments,
+                language=window.language,
+                language_probability=window.language_probability,
+                duration=len(audio) / SAMPLE_RATE,
+                timings=Timings(decode_s=elapsed),  # one call for the whole batch
+            )
+            for audio, window in zip(batch, decoded, strict=True)
+        ]
 
     def _transcribe_one(self, audio: Audio, options: TranscribeOptions, on_progress: ProgressCallback) -> Transcript:
         started = time.perf_counter()

@@ -302,7 +302,10 @@ def _load(
         raise ModelNotFoundError(f"{path} is not a transformers model directory (no config.json)")
     try:
         processor = WhisperProcessor.from_pretrained(str(path) if path.exists() else model)
-        whisper = WhisperForConditionalGeneration.from_pretrained(str(path) if path.exists() else model, dtype=dtype)
+        # SDPA: PyTorch's fused attention (flash / memory-efficient kernels on CUDA)
+        whisper = WhisperForConditionalGeneration.from_pretrained(
+            str(path) if path.exists() else model, dtype=dtype, attn_implementation="sdpa"
+        )
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load transformers Whisper model {model!r}: {exc}") from exc
     with _oom_is_retryable():
