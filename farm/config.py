@@ -160,7 +160,7 @@ RULES: dict[str, Rule] = {
     "broker_url": REQUIRED_TEXT, "result_backend": TEXT, "engine": _one_of(ENGINES), "model": REQUIRED_TEXT,
     "models_dir": TEXT, "device": _one_of(DEVICE_KINDS), "compute_type": _one_of(COMPUTE_TYPES), "devices": TEXT,
     "concurrency": PER_DEVICE, "device_concurrency": Rule(dict), "cpu_threads": _int(), "cpu_workers": _int(0, 256),
-    "pool": _one_of(POOLS), "batch_size": _int(1), "batch_wait_ms": _int(0, 10_000), "pack": FLAG,
+    "pool": _one_of(POOLS), "batch_size": _int(0, 1024), "batch_wait_ms": _int(0, 10_000), "pack": FLAG,
     "fanout_above_s": _int(), "fanout_part_s": _int(10), "beam_size": BEAM_SIZE, "language": TEXT,
     "task": _one_of(TASKS), "soft_time_limit": _int(1), "time_limit": _int(1), "visibility_timeout": _int(1),
     "result_expires": _int(1), "max_tasks_per_child": _int(), "task_max_retries": _int(),

@@ -58,6 +58,14 @@ def _gpu(line: str) -> Gpu:
     return Gpu(int(index), name, float(total), float(free))
 
 
+def this_device(kind: str) -> Device:
+    """The device of a worker process started on its own, numbered as nvidia-smi numbers it."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    if kind == "cpu" or not visible.isdigit():
+        return CPU
+    return Device(f"gpu{visible}", int(visible))
+
+
 def visible_gpus() -> list[int]:
     return [gpu.index for gpu in gpu_inventory()]
 
@@ -92,6 +100,10 @@ def select_devices(spec: str, cpu_workers: int = 1) -> list[Device]:
 MODEL_WEIGHTS_MB = {"tiny": 78, "base": 148, "small": 488, "medium": 1540, "large": 3100, "turbo": 1620}
 CPU_CONCURRENCY = 4
 MAX_AUTO_CONCURRENCY = 16
+# On CPUs a batch of padded windows costs what the windows cost one by one (2 cores,
+# docs/gpu.md), so the CPU keeps one window per call.
+CPU_BATCH_SIZE = 1
+MAX_AUTO_BATCH = 32
 
 
 def model_weights_mb(model: str) -> float:
@@ -111,8 +123,68 @@ def auto_concurrency(device: Device, model: str, gpus: list[Gpu]) -> int:
     """
     if device.cuda_index is None:
         return CPU_CONCURRENCY
-    free = next((g.free_mb for g in gpus if g.index == device.cuda_index), 0.0)
     weights = model_weights_mb(model)
     per_job = max(256.0, weights / 2)
-    fits = int((0.9 * free - weights) // per_job)
+    fits = int((0.9 * free_mb(device, gpus) - weights) // per_job)
     return max(1, min(MAX_AUTO_CONCURRENCY, fits))
+
+
+def free_mb(device: Device, gpus: list[Gpu]) -> float:
+    return next((g.free_mb for g in gpus if g.index == device.cuda_index), 0.0)
+
+
+def window_mb(model: str, beam_size: int) -> float:
+    """GPU memory one 30 s window of a batch takes while it is decoded, per beam.
+
+    Per layer, the decoder keeps cross-attention keys and values for 1500 encoder frames
+    and self-attention ones for up to 448 tokens; with the encoder's activations that is
+    about an eighth of the fp16 weights (large-v3: 245 + 73 MiB of caches, ~390 MiB).
+    """
+    return max(64.0, model_weights_mb(model) / 8) * max(beam_size, 1)
+
+
+def auto_batch_size(device: Device, model: str, gpus: list[Gpu], beam_size: int = 1) -> int:
+    """Windows per engine call: what fits beside the weights in 80 % of the free memory.
+
+    An estimate: a batch that still runs out of memory is halved and retried
+    (farm.inference.batching), so erring high costs one retry, not a job.
+    """
+    if device.cuda_index is None:
+        return CPU_BATCH_SIZE
+    fits = int((0.8 * free_mb(device, gpus) - model_weights_mb(model)) // window_mb(model, beam_size))
+    return max(1, min(MAX_AUTO_BATCH, fits))
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How many jobs and windows per call one device's worker takes, and why."""
+
+    device: str
+    concurrency: int
+    batch_size: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.device}: concurrency {self.concurrency}, batch_size {self.batch_size} ({self.reason})"
+
+
+def size_device(
+    device: Device, model: str, gpus: list[Gpu], concurrency: int, batch_size: int, beam_size: int
+) -> Sizing:
+    """Resolve the ``concurrency`` and ``batch_size`` settings (0: automatic) for ``device``."""
+    batch = batch_size or auto_batch_size(device, model, gpus, beam_size)
+    # A GPU's batch can only fill with as many jobs in hand as it has windows.
+    automatic = max(auto_concurrency(device, model, gpus), batch if device.cuda_index is not None else 0)
+    return Sizing(device.name, concurrency or automatic, batch, _reason(device, model, gpus, concurrency, batch_size))
+
+
+def _reason(device: Device, model: str, gpus: list[Gpu], concurrency: int, batch_size: int) -> str:
+    chosen = [name for name, value in (("concurrency", concurrency), ("batch_size", batch_size)) if not value]
+    if not chosen:
+        return "both set"
+    if device.cuda_index is None:
+        return f"{' and '.join(chosen)} automatic: CPU defaults"
+    return (
+        f"{' and '.join(chosen)} automatic: {free_mb(device, gpus):,.0f} MiB free, "
+        f"~{model_weights_mb(model):,.0f} MiB of fp16 weights for {model}"
+    )

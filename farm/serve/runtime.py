@@ -16,6 +16,7 @@ from farm.inference.weights.models import resolve_model
 from farm.io.from_settings import job_end_hooks, roots_from, s3_config
 from farm.io.job_end import JobEndHooks
 from farm.io.metrics import record_model_load
+from farm.serve.devices import auto_batch_size, gpu_inventory, this_device
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -74,11 +75,17 @@ def _transcriber(settings: Settings) -> Transcriber:
 def batch_policy(settings: Settings) -> BatchPolicy:
     return BatchPolicy(
         max_jobs=settings.concurrency,
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size or _auto_batch_size(settings),
         wait_s=settings.batch_wait_ms / 1000,
         pack=settings.pack,
         max_batch_audio_s=settings.max_batch_audio_s,
     )
+
+
+def _auto_batch_size(settings: Settings) -> int:
+    # started without `farm worker` (which resolves 0 for its children): size for this device
+    device = this_device(settings.device)
+    return auto_batch_size(device, settings.model, gpu_inventory(), settings.beam_size)
 
 
 def worker_settings() -> Settings:

@@ -25,7 +25,7 @@ from types import FrameType
 from farm.config import Settings
 from farm.queue.connections import RedisSettings
 from farm.queue.recovery import owner_name, reclaim
-from farm.serve.devices import Device, Gpu, auto_concurrency, cpu_workers_for, gpu_inventory, select_devices
+from farm.serve.devices import Device, Gpu, Sizing, cpu_workers_for, gpu_inventory, select_devices, size_device
 from farm.serve.restarts import RestartPolicy, RestartRecord, exit_cause
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,13 @@ class Child:
 
 def resolved_concurrency(settings: Settings, device: Device, gpus: list[Gpu] | None = None) -> int:
     """The device's own value, else the farm's, else (0) what fits the device."""
-    return settings.concurrency_for(device.name) or auto_concurrency(device, settings.model, gpus or [])
+    return sizing(settings, device, gpus).concurrency
+
+
+def sizing(settings: Settings, device: Device, gpus: list[Gpu] | None = None) -> Sizing:
+    """Concurrency and batch size for ``device``, 0 settings resolved from its free memory."""
+    concurrency = settings.concurrency_for(device.name)
+    return size_device(device, settings.model, gpus or [], concurrency, settings.batch_size, settings.beam_size)
 
 
 def worker_argv(settings: Settings, device: Device, hostname: str, gpus: list[Gpu] | None = None) -> list[str]:
@@ -73,10 +79,15 @@ def worker_argv(settings: Settings, device: Device, hostname: str, gpus: list[Gp
     return argv
 
 
-def worker_env(device: Device, concurrency: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: its device, and the concurrency its batcher gathers jobs up to."""
+def worker_env(
+    device: Device, concurrency: int, base: dict[str, str] | None = None, batch_size: int | None = None
+) -> dict[str, str]:
+    """The child's environment: its device, the concurrency its batcher gathers jobs up to
+    and (when resolved here) its windows per engine call."""
     env = dict(os.environ if base is None else base)
     env["FARM_CONCURRENCY"] = str(concurrency)
+    if batch_size is not None:
+        env["FARM_BATCH_SIZE"] = str(batch_size)
     if device.cuda_index is None:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker must not grab a GPU by accident
         env["FARM_DEVICE"] = "cpu"
@@ -94,8 +105,10 @@ def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
 
 
 def _child(settings: Settings, device: Device, hostname: str, gpus: list[Gpu]) -> Child:
-    concurrency = resolved_concurrency(settings, device, gpus)
-    return Child(device, worker_argv(settings, device, hostname, gpus), worker_env(device, concurrency))
+    size = sizing(settings, device, gpus)
+    log.info("sizing %s", size.describe())  # the start banner's record of what was picked
+    env = worker_env(device, size.concurrency, batch_size=size.batch_size)
+    return Child(device, worker_argv(settings, device, hostname, gpus), env)
 
 
 # Called with the pid of a child that died, before it is restarted.

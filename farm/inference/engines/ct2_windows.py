@@ -22,8 +22,9 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import WhisperModel, get_compression_ratio, get_suppressed_tokens
 
 from farm.errors import UnknownLanguageError
-from farm.inference.engines.base import SAMPLE_RATE, Audio, Segment, TranscribeOptions, Word
+from farm.inference.engines.base import Segment, TranscribeOptions, Word
 from farm.inference.engines.features import N_FRAMES, log_mel_frames, pad_or_trim
+from farm.inference.signal import SAMPLE_RATE, Audio
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # what one encoder window holds
 _BEST_OF = 5  # faster-whisper's defaults for what TranscribeOptions does not carry
@@ -63,7 +64,7 @@ class _Decoded:
 
 
 def fits_one_window(audio: Audio) -> bool:
-    return len(audio) <= WINDOW_SAMPLES
+    return bool(len(audio) <= WINDOW_SAMPLES)
 
 
 def decode_windows(model: WhisperModel, batch: Sequence[Audio], options: TranscribeOptions) -> list[WindowResult]:

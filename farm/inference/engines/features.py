@@ -7,13 +7,10 @@ engines take features from here (faster-whisper's way) so their outputs can be c
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import numpy.typing as npt
-from faster_whisper.feature_extractor import FeatureExtractor
 
-from farm.inference.signal import SAMPLE_RATE
+from farm.inference.engines.mel import log_mel_spectrogram
 
 N_FRAMES = 3000  # 30 s at 10 ms hops: the fixed window Whisper's encoder takes
 HOP_LENGTH = 160
@@ -21,15 +18,9 @@ HOP_LENGTH = 160
 Features = npt.NDArray[np.float32]
 
 
-@lru_cache(maxsize=4)
-def _extractor(n_mels: int) -> FeatureExtractor:
-    # building the mel filter bank costs more than a short clip's STFT, so keep one per size
-    return FeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE, hop_length=HOP_LENGTH)
-
-
 def log_mel_frames(audio: npt.NDArray[np.float32], n_mels: int = 80) -> Features:
     """Log-mel spectrogram of the whole of ``audio``: (n_mels, about len(audio) / 160)."""
-    mel = _extractor(n_mels)(np.asarray(audio, dtype=np.float32))
+    mel = log_mel_spectrogram(np.asarray(audio, dtype=np.float32), n_mels, HOP_LENGTH)
     return np.ascontiguousarray(mel, dtype=np.float32)
 
 
