@@ -52,6 +52,8 @@ LANGUAGES = (
 )  # fmt: skip
 
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+# What `farm transcribe DIR` and `farm bench DIR` take from a directory.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".mp4"})
 
 # The Whisper back ends a worker can run (farm.inference.engines.load_engine builds them).
 ENGINES = ("ctranslate2", "transformers")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import webvtt
 
 from farm.config import Settings
 from farm.serve.redis_server import free_port, start_redis
-from tests.conftest import JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
+from tests.conftest import EVAL, JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +152,170 @@ def test_default_url_is_never_handed_a_job(farm_settings: Settings, worker: Work
         assert redis.Redis.from_url(lonely.url).keys() == []  # no probe left a key behind
     finally:
         lonely.stop()
+
+
+@pytest.fixture()
+def lonely_env() -> Iterator[dict[str, str]]:
+    """A broker nobody consumes from."""
+    lonely = start_redis()
+    yield os.environ | {"FARM_BROKER_URL": lonely.url, "FARM_RESULT_BACKEND": lonely.url}
+    lonely.stop()
+
+
+def test_commands_say_when_no_worker_consumes_the_queue(lonely_env: dict[str, str]) -> None:
+    submitted = farm("submit", str(JFK), env=lonely_env)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "no worker is consuming farm" in submitted.stderr
+    job_id = submitted.stdout.strip()
+    status = farm("status", job_id, env=lonely_env)
+    assert status.stdout.strip() == f"{job_id} queued 0% (no worker is consuming farm)", status
+    waited = farm("result", job_id, "--timeout", "15", env=lonely_env)
+    assert "no worker is consuming farm; waiting (Ctrl-C to stop)" in waited.stderr
+    assert waited.returncode == 1 and "did not finish within 15 s" in waited.stderr
+
+
+def test_transcribe_says_when_its_queue_has_no_consumer(env: dict[str, str]) -> None:
+    done = farm("transcribe", str(JFK), "--queue", "farm.gpu7", "--timeout", "15", env=env)
+    assert "no worker is consuming farm.gpu7; waiting (Ctrl-C to stop)" in done.stderr
+    assert done.returncode == 1 and "did not finish within 15 s" in done.stderr
+
+
+SAMPLE = ROOT / "samples" / "jfk.mp3"  # same stem as JFK (jfk.flac), another file
+
+
+def test_outputs_of_inputs_with_one_stem_never_collide(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "jfk.srt").write_text("an earlier run\n")
+    done = farm("transcribe", str(JFK), str(SAMPLE), "--format", "srt", "--out", str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr
+    for name in ("jfk.flac.srt", "jfk.mp3.srt"):
+        assert JFK_PHRASE in normalise(" ".join(c.content for c in srt.parse((tmp_path / name).read_text())))
+    assert (tmp_path / "jfk.srt").read_text() == "an earlier run\n"
+
+
+def test_several_json_results_on_stdout_are_one_json_document(env: dict[str, str]) -> None:
+    done = farm("transcribe", str(JFK), str(SAMPLE), "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    documents = json.loads(done.stdout)
+    assert [d["file"] for d in documents] == [JFK.name, SAMPLE.name]
+    assert all(JFK_PHRASE in normalise(d["result"]["text"]) for d in documents)
+
+
+def test_several_formats_on_stdout_are_named(env: dict[str, str]) -> None:
+    done = farm("transcribe", str(JFK), "--format", "srt", "--format", "vtt", env=env)
+    assert done.returncode == 0, done.stderr
+    srt_part, vtt_part = done.stdout.split("\n==> ")
+    assert srt_part.startswith(f"==> {JFK.name} (srt) <==\n") and vtt_part.startswith(f"{JFK.name} (vtt) <==\nWEBVTT")
+    assert list(srt.parse(srt_part.split("<==\n", 1)[1]))
+
+
+def test_a_directory_means_the_audio_files_in_it(lonely_env: dict[str, str], tmp_path: Path) -> None:
+    shutil.copy(JFK, tmp_path / "a.flac")
+    shutil.copy(SAMPLE, tmp_path / "b.mp3")
+    (tmp_path / "notes.txt").write_text("not audio")
+    done = farm("submit", str(tmp_path), env=lonely_env)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = farm("submit", str(empty), env=lonely_env)
+    assert refused.returncode == 1 and "is a directory with no audio files in it" in refused.stderr
+
+
+def test_english_only_model_refuses_other_languages_and_translation(env: dict[str, str]) -> None:
+    """The worker (tiny.en) refuses: no invented English reported as `en 1.0`."""
+    for args, message in (
+        (["--language", "de"], "is English-only and cannot transcribe 'de'"),
+        (["--task", "translate"], "is English-only and cannot translate"),
+    ):
+        done = farm("transcribe", str(JFK), *args, env=env)
+        assert done.returncode == 1 and message in done.stderr and 'model = "base"' in done.stderr, done.stderr
+    english = farm("transcribe", str(JFK), "--language", "en", env=env)
+    assert english.returncode == 0 and JFK_PHRASE in normalise(english.stdout)
+
+
+def test_private_farm_refuses_before_starting(tmp_path: Path) -> None:
+    """No farm configured: the producer knows the model it would start, and says so at once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_BROKER", "FARM_RESULT"))}
+    done = farm("transcribe", str(JFK), "--language", "de", "--task", "translate", env=env)
+    assert done.returncode == 1 and "model tiny.en is English-only" in done.stderr
+    assert "starting a private" not in done.stderr
+
+
+def test_help_loads_no_subcommand() -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "farm.cli", "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0 and "transcribe" in done.stdout
+    loaded = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
+    assert not [m for m in loaded if m.startswith(("farm.commands", "celery", "dynaconf", "redis"))]
+
+
+def test_help_summaries_are_the_docstrings() -> None:
+    import click
+
+    from farm.cli import COMMANDS, main
+
+    for name, (_module, summary) in COMMANDS.items():
+        command = main.get_command(click.Context(main), name)
+        assert command is not None and (command.help or "").split("\n\n")[0].replace("\n", " ") == summary
+
+
+BAD_ARGUMENTS = [
+    ["transcribe"],
+    ["transcribe", "/no/such/file.flac"],
+    ["transcribe", str(JFK), "--format", "docx"],
+    ["transcribe", str(JFK), "--queue", "farm.gpu7", "--timeout", "2"],
+    ["submit", "/no/such/file.flac"],
+    ["submit", str(JFK), "--beam-size", "0"],
+    ["status"],
+    ["result", "00000000-0000-0000-0000-000000000000"],
+    ["result", "{waiting}", "--timeout", "2"],
+    ["result", "x", "--format", "docx"],
+    ["worker", "--bogus"],
+    ["up", "--bogus"],
+    ["api", "--port", "http"],
+    ["metrics", "--bogus"],
+    ["config", "--bogus"],
+    ["model", "import-ct2", "/no/such/dir", "/tmp/x"],
+    ["bench", "{empty}"],
+    ["bench", str(JFK), "--references", "{manifest}"],
+    ["bench", str(JFK), "--concurrency", "four"],
+    ["capacity", "--audio-hours", "0"],
+    ["capacity", "--audio-hours", "10", "--model", "whisper-9000"],
+    ["capacity", "--audio-hours", "10", "--bench", "{manifest}"],
+    ["no-such-command"],
+]
+
+
+def test_no_subcommand_shows_a_traceback_for_bad_arguments(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "refs.jsonl").write_text('{"path": "other.flac", "reference": "hello"}\n')
+    waiting = farm("submit", str(JFK), "--queue", "farm.gpu7", env=env).stdout.strip()  # nobody takes it
+    paths = {"empty": str(tmp_path / "empty"), "manifest": str(tmp_path / "refs.jsonl"), "waiting": waiting}
+    for args in BAD_ARGUMENTS:
+        done = farm(*(arg.format(**paths) for arg in args), env=env)
+        assert done.returncode != 0, args
+        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, (args, done.stderr)
+        if args[:1] == ["result"] and "--timeout" in args:
+            assert "did not finish within 2 s" in done.stderr  # the wait asked for, not another
+
+
+def test_readme_translation_example_with_a_multilingual_model() -> None:
+    """`FARM_MODEL=base farm transcribe call.flac --language de --task translate`, as the README says."""
+    german = EVAL / "picovoice_leopard" / "test_de.wav"  # "Der hinter diesem Portal liegenden Raum wurde ..."
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_BROKER", "FARM_RESULT"))}
+    env |= {"FARM_MODEL": "base", "FARM_DEVICES": "cpu", "FARM_CPU_THREADS": "2"}
+    done = farm("transcribe", str(german), "--language", "de", "--task", "translate", "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    words = normalise(result["text"]).split()
+    assert result["language"] == "de" and {"room", "used"} <= set(words) and "raum" not in words, result["text"]
+
+
+def test_readme_bench_and_capacity_examples_chain() -> None:
+    """The capacity example's --model is one the bench example measures."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    bench = next(line for line in lines if line.startswith("farm bench "))
+    planned = [line for line in lines if line.startswith("farm capacity ") and "--bench" in line]
+    measured = bench.split("--model ", 1)[1].split()[0].split(",")
+    assert planned and all(line.split("--model ", 1)[1].split()[0] in measured for line in planned)

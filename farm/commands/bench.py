@@ -18,7 +18,10 @@ def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str], list[Any
     def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> list[Any]:
         if kind is bool:
             return [part.strip().lower() in ("1", "true", "yes") for part in value.split(",")]
-        return [kind(part.strip()) for part in value.split(",") if part.strip()]
+        try:
+            return [kind(part.strip()) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected comma-separated {kind.__name__} values") from None
 
     return parse
 
@@ -58,9 +61,13 @@ def bench(paths: tuple[Path, ...], references: Path | None, out: Path, **grid: l
     for combo in benchmark.combos(grid):
         click.echo(f"measuring {combo}", err=True)
         measurement = benchmark.measure(combo, audio, get_settings())
-        click.echo(
-            f"  {measurement.xrt:.1f} xRT, WER {measurement.wer}, peak RSS {measurement.peak_rss_mb:.0f} MiB", err=True
-        )
+        click.echo(f"  {describe(measurement)}", err=True)
         measurements.append(measurement)
     benchmark.write_report(out, benchmark.report(measurements, audio))
     click.echo(f"wrote {out}")
+
+
+def describe(measurement: Any) -> str:
+    """One line per measured shape, every figure with its unit."""
+    wer = "WER not measured (no --references)" if measurement.wer is None else f"WER {measurement.wer:.2f} %"
+    return f"{measurement.xrt:.1f} xRT (audio s per wall s), {wer}, peak RSS {measurement.peak_rss_mb:.0f} MiB"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,14 +15,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(command: F) -> F:
-    """Show a one-line error and exit non-zero instead of a traceback."""
+    """Show a one-line error and exit non-zero instead of a traceback; a command may also
+    return its exit status."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            status = command(*args, **kwargs)
         except FarmError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            status = 1
+        # Exit only once the command's frames (and the job handles they hold) are gone: left
+        # for interpreter shutdown, Celery's AsyncResult.__del__ prints "Exception ignored".
+        gc.collect()
+        if status:
+            sys.exit(status)
 
     wrapper.__name__ = command.__name__
     wrapper.__doc__ = command.__doc__

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -12,14 +11,16 @@ from typing import Any
 
 import click
 
-from farm.client import Client, Job, _safe_url
+from farm.client import Client, Job, JobStatus
 from farm.commands.errors import friendly_errors
-from farm.commands.progress import follow
-from farm.config import Settings, get_settings
-from farm.constants import OUTPUT_FORMATS
-from farm.errors import BrokerUnavailableError, FarmError
+from farm.commands.farms import answering_broker, private_or_configured_farm
+from farm.commands.outputs import Named, print_all, write_files
+from farm.commands.progress import follow, wait
+from farm.commands.waiting import QueueWatch
+from farm.config import get_settings
+from farm.constants import AUDIO_SUFFIXES, OUTPUT_FORMATS, SHARED_QUEUE
+from farm.errors import FarmError, InvalidJobError, JobTimeoutError
 from farm.job.formats import render
-from farm.queue.connections import RedisSettings, reachable
 from farm.queue.consumers import consumers
 
 
@@ -31,7 +32,7 @@ class Decoding:
     queue: str | None
 
 
-def decoding_options(command: Callable[..., None]) -> Callable[..., None]:
+def decoding_options(command: Callable[..., Any]) -> Callable[..., None]:
     """Add the decoding flags to ``command``, which receives them as one ``decoding``."""
 
     @functools.wraps(command)
@@ -72,77 +73,73 @@ def transcribe(
     timeout: float | None,
     output: str | None,
     decoding: Decoding,
-) -> None:
-    """Transcribe FILES (paths or s3:// URIs) and print or write the results."""
+) -> int:
+    """Transcribe FILES (audio files, directories of them, or s3:// URIs) and print or write the results."""
+    sources = expand_inputs(files)
     options = decoding.options | _delivery(output, formats)
     with ExitStack() as stack:
-        client = Client(_reachable_farm(get_settings(), stack))
-        jobs = [client.submit(f, queue=decoding.queue, **options) for f in files]
-        follow(jobs, timeout)
-        failures = _emit_outputs(jobs) if output and out is None else _emit(jobs, formats, out)
-    if failures:
-        sys.exit(1)
+        client = Client(private_or_configured_farm(get_settings(), stack, options))
+        stack.callback(client.close)
+        jobs = [client.submit(source, queue=decoding.queue, **options) for source in sources]
+        statuses = follow(jobs, timeout, QueueWatch(client.app, decoding.queue or SHARED_QUEUE).check)
+        late = _unfinished(jobs, statuses, timeout)
+        finished = [job for job in jobs if job not in late]
+        failures = _emit_outputs(finished) if output and out is None else _emit(finished, formats, out)
+    return 1 if failures or late else 0
 
 
-def _reachable_farm(settings: Settings, stack: ExitStack) -> Settings:
-    reason = _why_not_served(settings)
-    if reason is None:
-        return settings
-    if not settings.embedded_broker:
-        raise BrokerUnavailableError(f"{reason} and embedded_broker is off; start `farm worker` or `farm up`")
-    from farm.serve.embedded import local_farm, require_worker_side
-
-    require_worker_side(settings.engine)
-    click.echo(f"{reason}; starting a private Redis and worker", err=True)
-    return stack.enter_context(local_farm(settings)).settings
-
-
-def _answering_broker() -> Settings:
-    # Celery would retry a dead (or password-refusing) Redis for ~20 s, then raise a bare
-    # RuntimeError: ask first, and fail at once with one line.
-    settings = get_settings()
-    if not reachable(RedisSettings.from_settings(settings)):
-        raise BrokerUnavailableError(f"cannot reach the broker at {_safe_url(settings.broker_url)}")
-    return settings
+def expand_inputs(files: tuple[str, ...]) -> list[str]:
+    """The inputs with each local directory replaced by the audio files directly in it."""
+    expanded: list[str] = []
+    for name in files:
+        path = Path(name).expanduser()
+        if "://" in name or not path.is_dir():
+            expanded.append(name)
+            continue
+        audio = sorted(str(f) for f in path.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+        if not audio:
+            raise InvalidJobError(f"{name} is a directory with no audio files in it")
+        expanded += audio
+    return expanded
 
 
-def _why_not_served(settings: Settings) -> str | None:
-    if settings.embedded_broker and not settings.chosen("broker_url"):
-        # Whatever answers at the default URL may be another farm: never hand it a job (or leave
-        # keys there) unless the user pointed us at it.
-        return "no broker_url is set"
-    if not reachable(RedisSettings.from_settings(settings)):
-        return "no broker answered"
-    probe = Client(settings)
-    try:
-        return None if probe.workers(timeout=1.0) else "no worker answered"
-    finally:
-        probe.close()
+def _unfinished(jobs: list[Job], statuses: list[JobStatus], timeout: float | None) -> list[Job]:
+    late = [job for job, status in zip(jobs, statuses, strict=True) if not status.done]
+    for job in late:
+        click.echo(f"error: {job.name}: job {job.id} did not finish within {timeout:g} s", err=True)
+    return late
 
 
 def _emit(jobs: list[Job], formats: tuple[str, ...], out: Path | None) -> int:
-    failures = 0
-    for job in jobs:
-        try:
-            result = job.result(timeout=1)
-        except FarmError as exc:
-            click.echo(f"error: {job.name}: {exc}", err=True)
-            failures += 1
-            continue
-        _write(job.name, result, formats, out)
+    results, failures = _results(jobs)
+    if out is None:
+        print_all(results, formats)
+    else:
+        write_files(results, formats, out)
     return failures
 
 
-def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Path | None) -> None:
-    for fmt in formats:
-        text = render(result, fmt)
-        if out is None:
-            click.echo(text, nl=False)
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / f"{Path(name).stem}.{fmt}"
-        target.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {target}", err=True)
+def _results(jobs: list[Job]) -> tuple[list[Named], int]:
+    results: list[Named] = []
+    for job in jobs:
+        try:
+            results.append((job.name, job.result(timeout=None)))
+        except FarmError as exc:
+            click.echo(f"error: {job.name}: {exc}", err=True)
+    return results, len(jobs) - len(results)
+
+
+def _emit_outputs(jobs: list[Job]) -> int:
+    """Print where the workers wrote each job's files, one URI per line."""
+    results, failures = _results(jobs)
+    for _name, done in results:
+        for uri in done.get("outputs", {}).values():
+            click.echo(uri)
+    return failures
+
+
+def _delivery(output: str | None, formats: tuple[str, ...]) -> dict[str, Any]:
+    return {"output": output, "formats": formats} if output else {}
 
 
 @click.command()
@@ -152,30 +149,18 @@ def _write(name: str, result: dict[str, Any], formats: tuple[str, ...], out: Pat
 @decoding_options
 @friendly_errors
 def submit(files: tuple[str, ...], output: str | None, formats: tuple[str, ...], decoding: Decoding) -> None:
-    """Queue FILES and print one job id per line."""
-    client = Client(_answering_broker())
+    """Queue FILES (audio files, directories of them, or s3:// URIs) and print one job id per line."""
+    client = Client(answering_broker(get_settings()))
     options = decoding.options | _delivery(output, formats)
-    for job in client.submit_many(files, queue=decoding.queue, **options):
+    for job in client.submit_many(expand_inputs(files), queue=decoding.queue, **options):
         click.echo(job.id)
+    _tell_if_unconsumed(client, decoding.queue or SHARED_QUEUE)
+    client.close()
 
 
-def _delivery(output: str | None, formats: tuple[str, ...]) -> dict[str, Any]:
-    return {"output": output, "formats": formats} if output else {}
-
-
-def _emit_outputs(jobs: list[Job]) -> int:
-    """Print where the workers wrote each job's files, one URI per line."""
-    failures = 0
-    for job in jobs:
-        try:
-            outputs = job.result(timeout=1).get("outputs", {})
-        except FarmError as exc:
-            click.echo(f"error: {job.name}: {exc}", err=True)
-            failures += 1
-            continue
-        for uri in outputs.values():
-            click.echo(uri)
-    return failures
+def _tell_if_unconsumed(client: Client, queue: str) -> None:
+    if not consumers(client.app, queue):
+        click.echo(f"no worker is consuming {queue}: its jobs wait there until one does", err=True)
 
 
 @click.command()
@@ -183,11 +168,12 @@ def _emit_outputs(jobs: list[Job]) -> int:
 @friendly_errors
 def status(job_id: str) -> None:
     """Show a job's state and progress ("unknown" for an id nobody submitted)."""
-    client = Client(_answering_broker())
+    client = Client(answering_broker(get_settings()))
     job = client.job(job_id)
     current = job.status()
     line = f"{current.id} {current.state} {current.percent:.0f}%"
     click.echo(line + (f" {current.error}" if current.error else "") + _idle_queue(client, job, current.state))
+    client.close()
 
 
 def _idle_queue(client: Client, job: Job, state: str) -> str:
@@ -201,8 +187,14 @@ def _idle_queue(client: Client, job: Job, state: str) -> str:
 @click.command()
 @click.argument("job_id")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="txt", show_default=True)
-@click.option("--timeout", type=float, default=None)
+@click.option("--timeout", type=float, default=None, help="give up after this many seconds")
 @friendly_errors
 def result(job_id: str, fmt: str, timeout: float | None) -> None:
     """Wait for a job and print its result."""
-    click.echo(render(Client(_answering_broker()).job(job_id).result(timeout), fmt), nl=False)
+    client = Client(answering_broker(get_settings()))
+    job = client.job(job_id)
+    watch = QueueWatch(client.app, job.queue() or SHARED_QUEUE)
+    if job.status().state != "unknown" and not wait([job], timeout, watch.check)[0].done:
+        raise JobTimeoutError(f"job {job_id} did not finish within {timeout:g} s")
+    click.echo(render(job.result(timeout=None), fmt), nl=False)  # an unknown id: JobNotFoundError
+    client.close()

@@ -18,6 +18,7 @@ from farm.inference.engines.base import ProgressCallback, TranscribeOptions
 from farm.inference.signal import Audio
 from farm.io.roots import Roots, check_output_directory
 from farm.io.storage import S3Config, storage_for
+from farm.job.languages import check_english_only
 from farm.job.result import Result, result_payload
 from farm.job.spec import JobSpec, PartSpec, parse_job
 from farm.job.transcript import Segment, Transcript
@@ -71,6 +72,7 @@ class Runtime:
     roots: Roots
     timeout_s: float | None = None
     fanout: FanoutPolicy | None = None
+    multilingual: bool = True  # False: the engine's model knows English only (tiny.en)
 
     def parse(self, message: Any) -> JobSpec:
         """The job message from the queue, validated once; a bad one is a permanent InvalidJobError."""
@@ -85,6 +87,8 @@ def run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id
 
 def _run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> Result | FanOut:
     started = time.perf_counter()
+    if not runtime.multilingual:
+        check_english_only(runtime.model, spec.options.language, spec.options.task)
     check_output_directory(spec.delivery.output, runtime.roots)
     samples = load_audio(spec, runtime.s3, runtime.roots)
     if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:

@@ -23,6 +23,8 @@ from typing import Any
 
 from farm.client import Client
 from farm.config import Settings
+from farm.constants import AUDIO_SUFFIXES
+from farm.errors import InvalidJobError
 from farm.serve.embedded import local_farm
 from farm.serve.memory import PeakMemory
 
@@ -206,16 +208,13 @@ def write_report(path: Path, content: dict[str, Any]) -> None:
     path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".mp4"}
-
-
 def audio_set(paths: Sequence[Path], manifest: Path | None = None) -> AudioSet:
     """Files (directories expand to the audio inside), their lengths and references."""
     from farm.inference import audio
 
     files = sorted(f for p in paths for f in _expand(p))
     if not files:
-        raise ValueError("no audio files given")
+        raise InvalidJobError(f"no audio files in {', '.join(str(p) for p in paths)}")
     durations = [audio.duration(audio.decode(f)) for f in files]
     return AudioSet(files, durations, _references(files, manifest) if manifest else None)
 
@@ -232,5 +231,5 @@ def _references(files: list[Path], manifest: Path) -> list[str]:
     known = {(manifest.parent / row["path"]).resolve(): str(row["reference"]) for row in rows}
     missing = [f.name for f in files if f not in known]
     if missing:
-        raise ValueError(f"no reference in {manifest} for {', '.join(missing[:5])}")
+        raise InvalidJobError(f"no reference in {manifest} for {', '.join(missing[:5])}")
     return [known[f] for f in files]

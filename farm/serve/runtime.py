@@ -10,7 +10,7 @@ from functools import cache
 from farm.config import Settings, get_settings
 from farm.inference.batching import Batcher, BatchPolicy, Direct
 from farm.inference.engines import load_engine
-from farm.inference.engines.base import EngineConfig, TranscribeOptions
+from farm.inference.engines.base import Engine, EngineConfig, TranscribeOptions
 from farm.inference.pipeline import FanoutPolicy, Runtime, Transcriber
 from farm.inference.weights.models import resolve_model
 from farm.io.from_settings import job_end_hooks, roots_from, s3_config
@@ -46,8 +46,9 @@ def default_options(settings: Settings) -> TranscribeOptions:
 
 def build_runtime(settings: Settings) -> Runtime:
     threaded = settings.pool == "threads"
+    engine = load_engine(settings.engine, engine_config(settings))
     return Runtime(
-        transcriber=_transcriber(settings),
+        transcriber=_transcriber(settings, engine),
         engine_name=settings.engine,
         model=settings.model,
         defaults=default_options(settings),
@@ -56,6 +57,7 @@ def build_runtime(settings: Settings) -> Runtime:
         roots=roots_from(settings),
         timeout_s=float(settings.soft_time_limit) if threaded else None,
         fanout=_fanout(settings),
+        multilingual=engine.multilingual,
     )
 
 
@@ -65,8 +67,7 @@ def _fanout(settings: Settings) -> FanoutPolicy | None:
     return FanoutPolicy(above_s=float(settings.fanout_above_s), part_s=float(settings.fanout_part_s))
 
 
-def _transcriber(settings: Settings) -> Transcriber:
-    engine = load_engine(settings.engine, engine_config(settings))
+def _transcriber(settings: Settings, engine: Engine) -> Transcriber:
     if settings.pool != "threads":
         return Direct(engine)
     return Batcher(engine, batch_policy(settings), multilingual=engine.multilingual)
