@@ -8,18 +8,26 @@ ARGS ?=
 
 .PHONY: install run test lint format bench clean audit constraints
 
+# One line per step on the terminal; what pip says goes to $(LOG), shown (its end) when a step fails.
+LOG := $(VENV)/install.log
+FAILED = { tail -n 30 $(LOG); echo "make: that step failed; the whole log is $(LOG)"; exit 1; }
+
 # torch is pinned and installed first: an unpinned one pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[worker,models,embedded,api,dev]'
-	touch $@
+	@echo "make: creating $(VENV) (pip's output goes to $(LOG))"
+	@$(PYTHON) -m venv $(VENV) && : > $(LOG)
+	@$(BIN)/pip install --quiet --upgrade pip >>$(LOG) 2>&1 || $(FAILED)
+	@echo "make: installing torch (the pinned CPU build)"
+	@$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0 >>$(LOG) 2>&1 || $(FAILED)
+	@echo "make: installing whisperfarm with its worker, models, embedded, api and dev extras"
+	@$(BIN)/pip install --quiet -c constraints.txt -e '.[worker,models,embedded,api,dev]' >>$(LOG) 2>&1 || $(FAILED)
+	@touch $@
 
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/farm transcribe $(FILE) $(ARGS)
+	@echo "make: farm transcribe $(FILE) $(ARGS)"
+	@$(BIN)/farm transcribe $(FILE) $(ARGS)
 
 lint: install
 	$(BIN)/ruff check farm tasks tests bench

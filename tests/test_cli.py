@@ -6,12 +6,15 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 import srt
@@ -142,7 +145,7 @@ def test_embedded_farm_when_the_broker_has_no_worker(tmp_path: Path) -> None:
 
 def test_default_url_is_never_handed_a_job(farm_settings: Settings, worker: WorkerProcess) -> None:
     """broker_url left at its default: a farm answering there is somebody else's, so not used or touched."""
-    from farm.commands.jobs import _why_not_served
+    from farm.commands.farms import _why_not_served
 
     assert not farm_settings.chosen("broker_url")  # the session Redis, as if it answered on 6379
     assert _why_not_served(farm_settings) is not None  # the session worker answers, yet it is not asked
@@ -319,3 +322,61 @@ def test_readme_bench_and_capacity_examples_chain() -> None:
     planned = [line for line in lines if line.startswith("farm capacity ") and "--bench" in line]
     measured = bench.split("--model ", 1)[1].split()[0].split(",")
     assert planned and all(line.split("--model ", 1)[1].split()[0] in measured for line in planned)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_ends_the_private_farm_at_once(signum: int, tmp_path: Path) -> None:
+    """What `timeout 60 farm transcribe ...` does: the signal goes to the command's process group."""
+    long = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_BROKER", "FARM_RESULT"))}
+    env |= {"FARM_DEVICES": "cpu", "FARM_CPU_THREADS": "1", "FARM_FANOUT_ABOVE_S": "0"}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "farm.cli", "transcribe", str(long), "--out", str(tmp_path)],
+        env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    command = psutil.Process(cli.pid)
+    farm_processes = _wait_for_celery(command)
+    os.killpg(cli.pid, signum)  # as `timeout` does: the command's whole group
+    _gone, alive = psutil.wait_procs([command, *farm_processes], timeout=5)
+    assert not alive, [_cmdline(p) for p in alive]
+    stderr = cli.stderr.read() if cli.stderr else ""
+    assert command.returncode == 128 + signum, stderr  # psutil reaped it
+    assert "Traceback" not in stderr
+
+
+def _wait_for_celery(cli: psutil.Process, timeout: float = 300) -> list[psutil.Process]:
+    """The private farm's processes (redis-server, the supervisor, its Celery worker) once the worker runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        everyone = cli.children(recursive=True)
+        if any("celery" in " ".join(_cmdline(p)) for p in everyone):
+            time.sleep(2)  # let it get going: the model loads, the job starts
+            return cli.children(recursive=True)
+        time.sleep(0.2)
+    raise AssertionError("the private farm did not start")
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_make_run_prints_one_line_per_step(tmp_path: Path) -> None:
+    """What `make run` would run on a fresh clone: every command silent but for a one-line echo,
+    pip's output sent to the install log."""
+    venv = tmp_path / "venv"
+    dry = subprocess.run(
+        ["make", "--dry-run", "--always-make", "run", f"VENV={venv}"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert dry.returncode == 0, dry.stderr
+    commands = [line for line in dry.stdout.splitlines() if line.strip()]
+    pips = [line for line in commands if "/pip install" in line]
+    assert len(pips) == 3 and all(f">>{venv}/install.log 2>&1" in line for line in pips)
+    steps = [line for line in commands if line.startswith("echo ")]
+    assert len(steps) == 4  # the venv, torch, whisperfarm, the transcription
+    make_file = (ROOT / "Makefile").read_text()
+    recipe = make_file.split("$(VENV)/.installed: pyproject.toml constraints.txt\n", 1)[1].split("\n\n", 1)[0]
+    run = make_file.split("\nrun: install\n", 1)[1].split("\n\n", 1)[0]
+    assert all(line.startswith("\t@") for line in (recipe + "\n" + run).splitlines())  # make echoes nothing else

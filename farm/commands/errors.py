@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from farm.commands.signals import Stopped
 from farm.errors import FarmError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,6 +26,10 @@ def friendly_errors(command: F) -> F:
         except FarmError as exc:
             click.echo(f"error: {exc}", err=True)
             status = 1
+        except (KeyboardInterrupt, Stopped) as exc:
+            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+            click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+            status = 128 + signum
         # Exit only once the command's frames (and the job handles they hold) are gone: left
         # for interpreter shutdown, Celery's AsyncResult.__del__ prints "Exception ignored".
         gc.collect()

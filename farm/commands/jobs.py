@@ -16,6 +16,7 @@ from farm.commands.errors import friendly_errors
 from farm.commands.farms import answering_broker, private_or_configured_farm
 from farm.commands.outputs import Named, print_all, write_files
 from farm.commands.progress import follow, wait
+from farm.commands.signals import stop_on_signals
 from farm.commands.waiting import QueueWatch
 from farm.config import get_settings
 from farm.constants import AUDIO_SUFFIXES, OUTPUT_FORMATS, SHARED_QUEUE
@@ -77,7 +78,7 @@ def transcribe(
     """Transcribe FILES (audio files, directories of them, or s3:// URIs) and print or write the results."""
     sources = expand_inputs(files)
     options = decoding.options | _delivery(output, formats)
-    with ExitStack() as stack:
+    with stop_on_signals(), ExitStack() as stack:
         client = Client(private_or_configured_farm(get_settings(), stack, options))
         stack.callback(client.close)
         jobs = [client.submit(source, queue=decoding.queue, **options) for source in sources]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 
 from farm.client import Client
@@ -22,6 +23,7 @@ from farm.errors import BrokerUnavailableError, ConfigError
 from farm.serve.redis_server import start_redis
 
 WORKER_START_TIMEOUT_S = 300.0  # a first start may assemble or convert the model
+STOP_GRACE_S = 2.5  # a warm shutdown with no job running takes about a second
 # What a worker of each engine imports (whisperfarm[worker]); a producer install has none of it.
 WORKER_MODULES = {"ctranslate2": ("numpy", "av", "faster_whisper"), "transformers": ("numpy", "av", "torch")}
 
@@ -45,6 +47,9 @@ def local_farm(settings: Settings, env: Mapping[str, str] | None = None, process
         env=os.environ | dict(env or {}) | {"FARM_BROKER_URL": server.url, "FARM_RESULT_BACKEND": server.url},
         stdout=log,
         stderr=subprocess.STDOUT,
+        # Its own process group: Ctrl-C or `timeout` reach this process alone, and _stop ends the
+        # supervisor and every child it started in one go.
+        start_new_session=True,
     )
     try:
         _wait_for_workers(local, worker, processes, log.name)
@@ -80,9 +85,15 @@ def _wait_for_workers(settings: Settings, worker: subprocess.Popen[bytes], count
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+    """End the worker's whole process group: politely, then (after ``STOP_GRACE_S``) for good.
+    A private farm's jobs belong to this command alone, so nothing is worth waiting for."""
+    _signal_group(worker.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        worker.wait(timeout=STOP_GRACE_S)
+    _signal_group(worker.pid, signal.SIGKILL)  # children the supervisor left behind, too
+    worker.wait()
+
+
+def _signal_group(leader: int, signum: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(leader, signum)

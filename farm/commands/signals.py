@@ -1,0 +1,37 @@
+"""SIGTERM and SIGHUP end a command the way Ctrl-C does: every ``finally`` runs, so a private
+farm is stopped instead of left running under PID 1 (what `timeout`, CI runners and a closed
+terminal send)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by a stop signal; like KeyboardInterrupt, no ``except Exception`` takes it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, a stop signal raises ``Stopped`` (once: later ones wait for the cleanup)."""
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    raise Stopped(signum)
