@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from farm.inference import audio, packing
-from farm.inference.batching import Batcher, BatchPolicy
+from farm.inference.batching import Batcher, BatchPolicy, _Request
 from farm.inference.engines import load_engine
 from farm.inference.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
 from farm.inference.signal import SAMPLE_RATE
@@ -41,10 +41,13 @@ def test_first_fit_decreasing_respects_the_window() -> None:
 def test_placements_point_at_the_right_samples() -> None:
     clips = [np.full(SAMPLE_RATE * 2, i + 1, dtype=np.float32) for i in range(3)]
     [window] = packing.pack(clips)
+    assert sorted(p.index for p in window.placements) == [0, 1, 2]
+    assert window.placements[0].offset == 0.0
     for placement in window.placements:
         start = int(placement.offset * SAMPLE_RATE)
         assert window.audio[start + 10] == placement.index + 1
-        assert window.audio[start - 10] == 0 if placement.offset else True
+    for placement in window.placements[1:]:
+        assert window.audio[int(placement.offset * SAMPLE_RATE) - 10] == 0  # the gap before the clip
 
 
 def _segment(*words: tuple[str, float, float], probability: float = 0.9) -> Segment:
@@ -171,26 +174,55 @@ def test_no_word_leaks_across_jobs(engine: Engine, clips: list[tuple[np.ndarray,
             assert not hypothesis & jfk_only
 
 
-@pytest.fixture(scope="module")
-def batcher(engine: Engine) -> Iterator[Batcher]:
-    yield Batcher(engine, BatchPolicy(max_jobs=4, wait_s=0.5), multilingual=False)
+class CountingEngine:
+    """The real engine, counting the calls and windows the dispatcher makes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.multilingual = engine.multilingual
+        self.windows: list[int] = []
+        self.longest = 0  # samples in the longest window decoded
+
+    def transcribe(
+        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        self.windows.append(len(batch))
+        self.longest = max(self.longest, *(len(audio) for audio in batch))
+        return self.engine.transcribe(batch, options)
+
+    def shared_a_window(self, clips: Sequence[np.ndarray]) -> bool:
+        """Whether a window longer than every clip (so holding two or more) was decoded."""
+        return self.longest > max(len(clip) for clip in clips)
+
+
+class RoundsBatcher(Batcher):
+    """The Batcher, recording how many requests each dispatch round gathered."""
+
+    def __init__(self, engine: Engine, policy: BatchPolicy, multilingual: bool) -> None:
+        self.rounds: list[int] = []  # before the dispatcher thread starts
+        super().__init__(engine, policy, multilingual)
+
+    def _gather(self) -> list[_Request]:
+        batch = super()._gather()
+        self.rounds.append(len(batch))
+        return batch
+
+
+@pytest.fixture()
+def counting(engine: Engine) -> CountingEngine:
+    return CountingEngine(engine)
+
+
+@pytest.fixture()
+def batcher(counting: CountingEngine) -> RoundsBatcher:
+    # A dispatcher waits up to wait_s only while announced jobs are still on their way.
+    return RoundsBatcher(counting, BatchPolicy(max_jobs=4, wait_s=5.0), multilingual=False)
 
 
 def transcribe_together(packer: Batcher, clips: list[tuple[np.ndarray, str]]) -> dict[int, str]:
-    """Every clip as its own job thread, all at once, the way a threads-pool worker runs them."""
-    results: dict[int, str] = {}
-
-    def job(index: int) -> None:
-        with packer.job():
-            transcript = packer.transcribe(clips[index][0], TranscribeOptions(language="en", beam_size=1), timeout=300)
-        results[index] = normalise(transcript.text)
-
-    threads = [threading.Thread(target=job, args=(i,)) for i in range(len(clips))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    """Every clip as its own job thread, all handed in within one dispatch round."""
+    texts = _one_round(packer, [clip for clip, _ in clips], TranscribeOptions(language="en", beam_size=1))
+    return {index: normalise(text) for index, text in enumerate(texts)}
 
 
 def assert_own_words_only(results: dict[int, str], clips: list[tuple[np.ndarray, str]]) -> None:
@@ -202,70 +234,54 @@ def assert_own_words_only(results: dict[int, str], clips: list[tuple[np.ndarray,
             assert not set(results[index].split()) & {"americans", "country", "fellow"}
 
 
-def test_concurrent_jobs_get_their_own_transcripts(batcher: Batcher, clips: list[tuple[np.ndarray, str]]) -> None:
+def test_concurrent_jobs_get_their_own_transcripts(
+    batcher: RoundsBatcher, counting: CountingEngine, clips: list[tuple[np.ndarray, str]]
+) -> None:
     assert_own_words_only(transcribe_together(batcher, clips), clips)
+    assert batcher.rounds[0] == len(clips) and counting.shared_a_window([clip for clip, _ in clips])
 
 
-def test_a_failing_clip_fails_only_its_job(batcher: Batcher) -> None:
-    # Submitted together, so both land in one dispatch round.
-    outcome: dict[str, object] = {}
+def test_a_failing_job_fails_alone_in_its_dispatch_round(batcher: RoundsBatcher) -> None:
+    # Different options never share a window; in one round, the engine call that fails
+    # fails its own job and the other job's call still runs.
+    jfk = audio.decode(JFK)
+    outcome: list[str | Exception] = ["", ""]
+    options = [TranscribeOptions(language="en", beam_size=0), TranscribeOptions(language="en", beam_size=1)]
+    ready = threading.Barrier(2)
 
-    def run(name: str, options: TranscribeOptions) -> None:
-        try:
-            outcome[name] = normalise(batcher.transcribe(audio.decode(JFK), options, timeout=60).text)
-        except ValueError as exc:
-            outcome[name] = exc
+    def run(index: int) -> None:
+        with batcher.job():
+            ready.wait()
+            try:
+                outcome[index] = normalise(batcher.transcribe(jfk, options[index], timeout=600).text)
+            except ValueError as exc:
+                outcome[index] = exc
 
-    threads = [
-        threading.Thread(target=run, args=("bad", TranscribeOptions(language="en", beam_size=0))),
-        threading.Thread(target=run, args=("good", TranscribeOptions(language="en", beam_size=1))),
-    ]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert isinstance(outcome["bad"], ValueError) and "beam size" in str(outcome["bad"])
-    assert JFK_PHRASE in str(outcome["good"])
+    assert batcher.rounds == [2]  # both in one round
+    bad, good = outcome
+    assert isinstance(bad, ValueError) and "beam size" in str(bad)
+    assert JFK_PHRASE in str(good)
 
 
-def test_the_same_words_in_two_jobs_are_not_a_decoding_loop(batcher: Batcher) -> None:
+def test_the_same_words_in_two_jobs_are_not_a_decoding_loop(batcher: RoundsBatcher, counting: CountingEngine) -> None:
     # JFK twice in one window compresses like a loop (gzip ratio 2.5 > 2.4); judged per
     # job, each copy is fine and keeps greedy decoding.
     both = [audio.decode(EVAL / "whisper_cpp" / "jfk.mp3"), audio.decode(EVAL / "whisper_cpp" / "jfk.wav")]
-    texts: list[str] = []
-
-    def job(clip: np.ndarray) -> None:
-        texts.append(
-            normalise(batcher.transcribe(clip, TranscribeOptions(language="en", beam_size=1), timeout=120).text)
-        )
-
-    threads = [threading.Thread(target=job, args=(clip,)) for clip in both]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(texts) == 2 and all(JFK_PHRASE in text for text in texts), texts
+    texts = [normalise(text) for text in _one_round(batcher, both, TranscribeOptions(language="en", beam_size=1))]
+    assert counting.shared_a_window(both)  # the two copies really were decoded in one window
+    assert all(JFK_PHRASE in text for text in texts), texts
 
 
 def test_transformers_engine_packs_too(tiny_en_hf: Path, clips: list[tuple[np.ndarray, str]]) -> None:
-    engine = load_engine("transformers", EngineConfig(model=str(tiny_en_hf), cpu_threads=2))
-    packer = Batcher(engine, BatchPolicy(max_jobs=4, wait_s=0.5), multilingual=engine.multilingual)
+    counting = CountingEngine(load_engine("transformers", EngineConfig(model=str(tiny_en_hf), cpu_threads=2)))
+    packer = Batcher(counting, BatchPolicy(max_jobs=4, wait_s=5.0), multilingual=counting.multilingual)
     assert_own_words_only(transcribe_together(packer, clips), clips)
-
-
-class CountingEngine:
-    """The real engine, counting the calls and windows the dispatcher makes."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.multilingual = engine.multilingual
-        self.windows: list[int] = []
-
-    def transcribe(
-        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
-    ) -> list[Transcript]:
-        self.windows.append(len(batch))
-        return self.engine.transcribe(batch, options)
+    assert counting.shared_a_window([clip for clip, _ in clips])
 
 
 def test_copies_of_one_clip_in_a_round_are_decoded_once(engine: Engine, clips: list[tuple[np.ndarray, str]]) -> None:
