@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from farm.api import uploads
+from farm.api import streaming, uploads
 from farm.api.errors import ERROR_RESPONSES, TIMEOUT, ApiError, Responses
 from farm.api.models import check_model
 from farm.api.results import wait_for_result
@@ -30,9 +30,9 @@ router = APIRouter(prefix="/v1/audio", tags=["OpenAI-compatible"])
 
 SUCCESS: Responses = {
     200: {
-        "description": "json and verbose_json: JSON; text, srt and vtt: plain text",
+        "description": "json and verbose_json: JSON; text, srt and vtt: plain text; stream=true: server-sent events",
         "model": Transcription | VerboseTranscription,
-        "content": {"text/plain": {"schema": {"type": "string"}}},
+        "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
     }
 }
 RESPONSES: Responses = {**SUCCESS, **ERROR_RESPONSES, **TIMEOUT}
@@ -60,12 +60,15 @@ async def create_transcription(
     temperature: Temperature = None,
     timestamp_granularities: Annotated[list[Granularity] | None, Form(alias="timestamp_granularities[]")] = None,
     beam_size: BeamSize = None,
+    stream: Annotated[bool, Form(description="answer with transcript.text.delta/done server-sent events")] = False,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    streaming.check_stream(stream, response_format)
     words = "word" in (timestamp_granularities or [])
     options = {"language": language or None, "initial_prompt": prompt, "temperature": temperature}
     options |= {"beam_size": beam_size, "word_timestamps": words or None, "task": "transcribe"}
-    return await _answer(request, file, model, options | {"idempotency_key": idempotency_key}, response_format)
+    options |= {"idempotency_key": idempotency_key}
+    return await _answer(request, file, model, options, response_format, stream)
 
 
 @router.post("/translations", responses=RESPONSES, response_class=Response, summary="Translate audio into English")
@@ -83,7 +86,9 @@ async def create_translation(
     return await _answer(request, file, model, options | {"idempotency_key": idempotency_key}, response_format)
 
 
-async def _answer(request: Request, upload: UploadFile, model: str, options: dict[str, Any], fmt: str) -> Response:
+async def _answer(
+    request: Request, upload: UploadFile, model: str, options: dict[str, Any], fmt: str, stream: bool = False
+) -> Response:
     state = api_state(request)
     check_model(state.settings, model)
     options = {key: value for key, value in options.items() if value is not None}
@@ -92,6 +97,12 @@ async def _answer(request: Request, upload: UploadFile, model: str, options: dic
         job = await run_in_threadpool(uploads.submit, state.client, path, **options)
         if not job.reused:
             await run_in_threadpool(state.registry.add, job.id, path.name)
+    except BaseException:
+        uploads.discard(path)
+        raise
+    if stream:  # events keep the connection alive: it may wait as long as the job may run
+        return streaming.response(job, state.settings.time_limit, lambda: uploads.discard(path))
+    try:
         result = await _waited(job, state.settings.api_wait_s, retry_safe="idempotency_key" in options)
     finally:
         uploads.discard(path)

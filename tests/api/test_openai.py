@@ -102,3 +102,20 @@ def test_models_lists_what_is_served_and_refuses_others(sdk: openai.OpenAI) -> N
     with open(JFK_MP3, "rb") as audio:
         named = sdk.audio.transcriptions.create(file=audio, model="tiny.en", extra_body=FAST)
     assert JFK_PHRASE in normalise(named.text)
+
+
+def test_stream_answers_transcript_text_events(sdk: openai.OpenAI) -> None:
+    with open(JFK_MP3, "rb") as audio:
+        events = list(sdk.audio.transcriptions.create(file=audio, model="whisper-1", stream=True, extra_body=FAST))
+    *deltas, done = events
+    assert deltas and all(isinstance(e, openai.types.audio.TranscriptionTextDeltaEvent) for e in deltas)
+    assert isinstance(done, openai.types.audio.TranscriptionTextDoneEvent)
+    assert "".join(e.delta for e in deltas) == done.text and JFK_PHRASE in normalise(done.text)
+    with pytest.raises(openai.BadRequestError, match="response_format json or text"), open(JFK_MP3, "rb") as audio:
+        sdk.audio.transcriptions.create(file=audio, model="whisper-1", stream=True, response_format="srt")
+
+
+def test_a_failed_streamed_job_raises_its_error(sdk: openai.OpenAI) -> None:
+    notes = io.BytesIO(b"a shopping list, not a recording\n" * 50)
+    with pytest.raises(openai.APIError, match="not decodable audio"):
+        list(sdk.audio.transcriptions.create(file=("notes.wav", notes), model="whisper-1", stream=True))
