@@ -46,7 +46,7 @@ POOLS = ("threads", "prefork")
 S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
 REDIS_TLS_CERT_REQS = ("required", "optional", "none")
 # Never printed or logged: `public()` masks them and the dataclass repr leaves them out.
-SECRET_KEYS = ("s3_access_key_id", "s3_secret_access_key", "api_token", "webhook_secret")
+SECRET_KEYS = ("s3_access_key_id", "s3_secret_access_key", "api_token", "webhook_secret", "flower_basic_auth")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ class Settings:
     webhook_secret: str = field(default="", repr=False)
     webhook_max_attempts: int = 5
     metrics_port: int = 9808
+    flower_port: int = 5555
+    flower_basic_auth: str = field(default="", repr=False)
     # Input limits, memory and Redis security (docs/reliability.md).
     input_roots: list[str] = field(default_factory=list)
     output_roots: list[str] = field(default_factory=list)
@@ -170,6 +172,7 @@ RULES: dict[str, Rule] = {
     "upload_to_staging": FLAG, "output_uri": TEXT, "presign_expires_s": _int(1, 604_800), "upload_dir": TEXT,
     "api_host": REQUIRED_TEXT, "api_port": _int(1, 65_535), "api_token": TEXT, "api_max_upload_mb": _int(1, 102_400),
     "api_wait_s": _int(1), "webhook_secret": TEXT, "webhook_max_attempts": _int(1, 20), "metrics_port": _int(0, 65_535),
+    "flower_port": _int(1, 65_535), "flower_basic_auth": TEXT,
     "input_roots": Rule(list), "output_roots": Rule(list), "max_input_mb": _int(), "max_memory_per_child": _int(),
     "max_batch_audio_s": _int(), "redis_tls_ca_certs": TEXT, "redis_tls_certfile": TEXT, "redis_tls_keyfile": TEXT,
     "redis_tls_cert_reqs": _one_of(REDIS_TLS_CERT_REQS),

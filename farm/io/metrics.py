@@ -271,11 +271,17 @@ def exposition(settings: Settings) -> tuple[bytes, str]:
 
 
 def serve(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Serve ``/metrics`` on ``metrics_port`` until ``stop`` is set (forever by default)."""
-    from prometheus_client import start_http_server
+    """Serve ``/metrics`` on ``api_host:metrics_port`` until ``stop`` is set (forever by default).
 
-    server, thread = start_http_server(settings.metrics_port, registry=registry(settings))
-    log.info("metrics on port %d", settings.metrics_port)
+    With an ``api_token`` set, scrapes must send it as a bearer token, as for the API's /metrics.
+    """
+    from prometheus_client import make_wsgi_app
+
+    from farm.io.metrics_server import start, with_token
+
+    app = with_token(make_wsgi_app(registry(settings)), settings.api_token)
+    server, thread = start(app, settings.api_host, settings.metrics_port)
+    log.info("metrics on %s:%d", settings.api_host, settings.metrics_port)
     try:
         while not (stop and stop.is_set()):
             time.sleep(0.5)

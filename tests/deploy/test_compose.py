@@ -95,7 +95,9 @@ def test_redis_never_evicts_queues(compose_bin: Path, settings_file: Path) -> No
     command = services["redis"]["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert services["flower"]["entrypoint"] == ["celery", "-A", "tasks", "flower", "--port=5555"]
+    assert services["flower"]["entrypoint"] == ["celery", "-A", "farm.serve.flower", "flower", "--port=5555"]
+    assert services["flower"]["ports"][0]["host_ip"] == "127.0.0.1"
+    assert all(services[name]["environment"]["FARM_TASK_EVENTS"] == "true" for name in ("flower", "api"))
 
 
 def _seconds(duration: str) -> float:

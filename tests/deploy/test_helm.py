@@ -259,7 +259,9 @@ def test_api_flower_and_pdbs(helm_bin: Path, tmp_path: Path) -> None:
     docs = render(helm_bin, tmp_path)
     assert container(find(docs, "Deployment", "farm-whisperfarm-api"))["args"] == ["api"]
     flower = container(find(docs, "Deployment", "farm-whisperfarm-flower"))
-    assert flower["command"] == ["celery", "-A", "tasks", "flower", "--port=5555"]
+    assert flower["command"] == ["celery", "-A", "farm.serve.flower", "flower", "--port=5555"]
+    worker = container(find(docs, "Deployment", "farm-whisperfarm-worker-gpu"))
+    assert {"name": "FARM_TASK_EVENTS", "value": "true"} in worker["env"]  # Flower is on by default
     pdb = find(docs, "PodDisruptionBudget", "farm-whisperfarm-worker-gpu")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"]["whisperfarm.io/worker-group"] == "gpu"
