@@ -142,9 +142,9 @@ def test_flower_sees_a_job_a_worker_takes_as_it_starts(farm_settings: Settings, 
         ):
             farm.client.job(job.id).result(timeout=300)
             deadline = time.monotonic() + 30
-            while job.id not in (tasks := _json(f"{url}/api/tasks")) and time.monotonic() < deadline:
+            while _state(tasks := _json(f"{url}/api/tasks"), job.id) != "SUCCESS" and time.monotonic() < deadline:
                 time.sleep(0.5)
-        assert tasks.get(job.id, {}).get("state") == "SUCCESS", tasks
+        assert _state(tasks, job.id) == "SUCCESS", tasks
     finally:
         early.close()
         server.stop()
@@ -159,6 +159,10 @@ def _status(url: str, login: tuple[str, str] | None = None) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def _state(tasks: dict[str, dict[str, object]], job_id: str) -> object:
+    return tasks.get(job_id, {}).get("state")
 
 
 def _json(url: str) -> dict[str, dict[str, object]]:
