@@ -71,6 +71,7 @@ def test_submit_status_result(env: dict[str, str]) -> None:
     job_id = submitted.stdout.strip()
     result = farm("result", job_id, "--timeout", "120", env=env)
     assert JFK_PHRASE in normalise(result.stdout)
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
     status = farm("status", job_id, env=env)
     assert status.stdout.split()[:3] == [job_id, "succeeded", "100%"]
 
@@ -324,7 +325,7 @@ def test_readme_bench_and_capacity_examples_chain() -> None:
     assert planned and all(line.split("--model ", 1)[1].split()[0] in measured for line in planned)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_stop_signal_ends_the_private_farm_at_once(signum: int, tmp_path: Path) -> None:
     """What `timeout 60 farm transcribe ...` does: the signal goes to the command's process group."""
     long = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,10 +93,8 @@ def test_submit_from_any_directory(producer: Path, empty_dir: Path, lonely_redis
 
 def test_transcribe_without_worker_extra_says_what_to_install(producer: Path, empty_dir: Path) -> None:
     """No farm to reach and no worker side installed: say so at once, not after a worker dies at start."""
-    started = time.monotonic()
     done = _farm(producer, empty_dir, "transcribe", str(JFK))
-    elapsed = time.monotonic() - started
     assert done.returncode == 1
     assert "install whisperfarm[worker] to run a local worker, or point FARM_BROKER_URL at a farm" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "starting a private" not in done.stderr and elapsed < 20, elapsed  # no worker was tried
+    assert "starting a private" not in done.stderr  # said before any worker was tried
