@@ -54,6 +54,11 @@ def other_english(eval_dir: Path = EVAL) -> list[Clip]:
     return [_clip(eval_dir, r) for r in sorted(keep, key=lambda r: str(r["path"]))]
 
 
+def normalise(text: str) -> str:
+    """Whisper's English text normaliser."""
+    return str(_NORMALISE(text))
+
+
 def wer(references: list[str], hypotheses: list[str]) -> float:
     """Word error rate in percent after Whisper's English normaliser on both sides."""
-    return 100.0 * jiwer.wer([_NORMALISE(r) for r in references], [_NORMALISE(h) for h in hypotheses])
+    return 100.0 * jiwer.wer([normalise(r) for r in references], [normalise(h) for h in hypotheses])

@@ -11,6 +11,8 @@ threads at once.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import logging
@@ -133,8 +135,19 @@ class Batcher:
             raise JobTimeoutError(f"timed out: no transcript within {timeout:.0f} s") from None
 
     def _serve(self) -> None:
+        if self.policy.pack:
+            self._warm_vad()
         while True:
             self._run(self._gather())
+            _release_freed_memory()
+
+    @staticmethod
+    def _warm_vad() -> None:
+        # Packed clips' coverage checks need it: loaded before any job waits on it.
+        try:
+            vad.warm()
+        except Exception:
+            log.exception("could not load the VAD model; packed clips will be run alone when in doubt")
 
     def _gather(self) -> list[_Request]:
         batch = [self._inbox.get()]
@@ -294,6 +307,30 @@ class Batcher:
             )
 
 
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+_LIBC = _libc()
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap that a round freed back to the system.
+
+    Windows and clips of ever-different lengths leave glibc's heap fragmented, and it
+    keeps what was freed: in process, packed rounds of 4 jobs (tiny.en) grew a worker by
+    about 30 MiB per 50 jobs, with Python's own objects flat (tracemalloc); trimmed after
+    every round, 2 MiB over 60 jobs.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def _stoppable(request: _Request) -> ProgressCallback:
     """The job's progress callback, raising once the job is abandoned.
 
@@ -317,7 +354,12 @@ def _covered(member: _Request, piece: Transcript) -> bool:
     """
     if not packing.may_be_cut(piece):
         return True
-    if packing.covers(piece, vad.speech_spans(member.audio)):
+    try:
+        speech = vad.speech_spans(member.audio)
+    except Exception:  # the dispatcher must live on: running the clip alone is always safe
+        log.exception("VAD failed on a packed clip; running it alone")
+        return False
+    if packing.covers(piece, speech):
         return True
     log.info(
         "a packed clip's words do not cover its speech (%.1f s, %d words): running it alone",

@@ -33,6 +33,14 @@ def speech_spans(audio: Audio, min_silence_ms: int = 300) -> list[Span]:
     return [Span(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
+def warm() -> None:
+    """Load the VAD model now: with its runtime about 30 MiB, which would otherwise show
+    up in the middle of some later job as growth of the worker process."""
+    from faster_whisper.vad import get_vad_model
+
+    get_vad_model()
+
+
 def looks_doubtful(transcript: Transcript) -> bool:
     """Cheap signs that Whisper may have invented words: few words, or likely silence.
 
