@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from farm.api import uploads
 from farm.api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ApiError, Responses
+from farm.api.models import refuse_unserved_language
 from farm.api.registry import Entry
 from farm.api.results import failure, job_info
 from farm.api.schemas import JobInfo, JobList, JobState
@@ -75,6 +76,7 @@ def _registered(state: ApiState, job: Job) -> Entry | None:
 
 
 def _submit(state: ApiState, upload: UploadFile | None, uri: str | None, kwargs: dict[str, Any]) -> Job:
+    refuse_unserved_language(state.settings, kwargs)
     if (upload is None) == (not uri):
         raise ApiError(400, "send exactly one of 'file' (an upload) or 'uri' (s3://bucket/key)", "missing_audio")
     if not str(kwargs.get("output", "s3://")).startswith("s3://"):

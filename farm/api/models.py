@@ -7,7 +7,8 @@ ones rather than silently answered by a different model.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
@@ -15,6 +16,8 @@ from pydantic import BaseModel
 from farm.api.errors import ERROR_RESPONSES, NOT_FOUND, ApiError
 from farm.api.state import api_state
 from farm.config import Settings
+from farm.constants import LANGUAGES
+from farm.job.languages import check_model_supports
 
 router = APIRouter(prefix="/v1/models", tags=["OpenAI-compatible"])
 
@@ -44,6 +47,16 @@ def check_model(settings: Settings, name: str) -> None:
     if name not in served(settings):
         names = ", ".join(served(settings))
         raise ApiError(400, f"model {name!r} is not served here; use one of: {names}", "model_not_found", "model")
+
+
+def refuse_unserved_language(settings: Settings, options: Mapping[str, Any]) -> None:
+    """An English-only model asked for another language or a translation: 400 now, not after a queue wait.
+
+    A code that is no language at all is left to the option checks, which say so.
+    """
+    language = options.get("language")
+    if language is None or language in LANGUAGES:
+        check_model_supports(settings.model, language, options.get("task"))
 
 
 @router.get("", summary="The models this farm serves", responses={**ERROR_RESPONSES})

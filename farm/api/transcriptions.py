@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from farm.api import streaming, uploads
 from farm.api.errors import ERROR_RESPONSES, TIMEOUT, ApiError, Responses
-from farm.api.models import check_model
+from farm.api.models import check_model, refuse_unserved_language
 from farm.api.results import wait_for_result
 from farm.api.schemas import Granularity, ResponseFormat, Segment, Transcription, Usage, VerboseTranscription, Word
 from farm.api.state import api_state
@@ -91,6 +91,7 @@ async def _answer(
 ) -> Response:
     state = api_state(request)
     check_model(state.settings, model)
+    refuse_unserved_language(state.settings, options)
     options = {key: value for key, value in options.items() if value is not None}
     path = await run_in_threadpool(uploads.save, upload.file, upload.filename, state.settings)
     try:

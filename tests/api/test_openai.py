@@ -41,13 +41,9 @@ def answers(sdk: openai.OpenAI) -> dict[str, Any]:
         "vtt": {"response_format": "vtt", "prompt": "President Kennedy."},
         "verbose_json": {"response_format": "verbose_json", "timestamp_granularities": ["word", "segment"]},
     }
-    with ThreadPoolExecutor(len(requests) + 1) as pool:
+    with ThreadPoolExecutor(len(requests)) as pool:
         futures = {name: pool.submit(transcribe, sdk, **kwargs) for name, kwargs in requests.items()}
-        with open(JFK_MP3, "rb") as audio:
-            translation = pool.submit(
-                sdk.audio.translations.create, file=audio, model="whisper-1", temperature=0.0, extra_body=FAST
-            ).result()
-        return {name: future.result() for name, future in futures.items()} | {"translation": translation}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def test_json(answers: dict[str, Any]) -> None:
@@ -79,9 +75,13 @@ def test_verbose_json_with_words(answers: dict[str, Any]) -> None:
     assert JFK_PHRASE in normalise(" ".join(w.word for w in verbose.words))
 
 
-def test_translation(answers: dict[str, Any]) -> None:
-    # tiny.en is English-only: translating English is transcribing it.
-    assert JFK_PHRASE in normalise(answers["translation"].text)
+def test_an_english_only_model_refuses_translation_and_other_languages(sdk: openai.OpenAI) -> None:
+    # tiny.en would "translate" by transcribing, and write invented English for German.
+    refused = r"tiny\.en is English-only and cannot translate"
+    with pytest.raises(openai.BadRequestError, match=refused), open(JFK_MP3, "rb") as audio:
+        sdk.audio.translations.create(file=audio, model="whisper-1", extra_body=FAST)
+    with pytest.raises(openai.BadRequestError, match="English-only and cannot transcribe 'de'"):
+        transcribe(sdk, language="de")
 
 
 def test_sdk_errors_carry_the_message(sdk: openai.OpenAI, api_url: str) -> None:

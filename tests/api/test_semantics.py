@@ -114,3 +114,11 @@ def test_the_api_sends_webhooks_left_in_the_outbox(lonely: LonelyApi) -> None:
     while pending.pending() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pending.pending() == 0
+
+
+def test_an_english_only_model_refuses_at_once(lonely: LonelyApi) -> None:
+    form = {"uri": "s3://api-in/calls/jfk.flac"}
+    german = lonely.http.post("/v1/jobs", data=form | {"language": "de"})
+    translated = lonely.http.post("/v1/jobs", data=form | {"task": "translate"})
+    assert german.status_code == translated.status_code == 400
+    assert "English-only" in german.json()["error"]["message"] and lonely.queued() == 0
