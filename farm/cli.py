@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "Measure xRT (and WER with --references) for every combination given; write a JSON report."),
     "capacity": ("capacity", "Plan GPUs, worker pods and Redis for a daily audio load (M/M/c, Erlang C)."),
     "dead-letters": ("queue", "List the queue items workers could not read (kept in the farm.dead list)."),
+    "probe": ("probe", "Check the farm worker running in this container; exit 0 when the check passes."),
 }
 
 

@@ -167,6 +167,7 @@ class Client:
         formats: Iterable[str] = (),
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        name: str = "",
         **options: Any,
     ) -> Job:
         """Queue ``source`` (a path, an ``s3://`` URI, or small raw bytes) for transcription.
@@ -176,7 +177,8 @@ class Client:
         when the job succeeds or fails (see ``farm.io.webhooks``). With ``upload_to_staging``
         a local file is uploaded to ``staging_bucket`` first. An ``idempotency_key`` used
         again within ``result_expires`` returns the job it first created (``Job.reused``)
-        and queues nothing.
+        and queues nothing. ``name`` is what logs and errors call the job (default: the
+        file name; raw bytes have none).
         """
         parse_options(options, TranscribeOptions())  # fail here, not on a worker
         formats = (formats,) if isinstance(formats, str) else tuple(formats)
@@ -187,7 +189,7 @@ class Client:
         if existing is not None:
             return Job(existing, self.app, self.records, reused=True)
         try:
-            message = self._message(source, options, delivery)
+            message = self._message(source, options, delivery, name)
             return self._send(job_id, message, queue or SHARED_QUEUE)
         except BaseException:
             if idempotency_key:
@@ -262,19 +264,21 @@ class Client:
         expires = expires_s or self.settings.presign_expires_s
         return presigned_urls(result.get("outputs", {}), s3_config(self.settings), expires)
 
-    def _message(self, source: str | Path | bytes, options: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    def _message(
+        self, source: str | Path | bytes, options: dict[str, Any], delivery: Delivery, name: str = ""
+    ) -> dict[str, Any]:
         if isinstance(source, bytes):
             if len(source) > self.settings.inline_audio_limit:
                 raise InvalidJobError(
                     f"{len(source)} bytes is over inline_audio_limit ({self.settings.inline_audio_limit}); "
                     "pass a path or s3:// URI"
                 )
-            return job_message("", options, inline_audio=source, name="inline audio", delivery=delivery)
+            return job_message("", options, inline_audio=source, name=name or "inline audio", delivery=delivery)
         reference = str(source)
         if "://" not in reference:
             path = local_file(reference)  # a symlink loop or an unreadable directory: one typed line
             reference = self._staged(path) if self.settings.upload_to_staging else str(path)
-        return job_message(reference, options, delivery=delivery)
+        return job_message(reference, options, name=name, delivery=delivery)
 
     def _staged(self, path: Path) -> str:
         # Workers elsewhere cannot open this host's paths: hand them an S3 copy instead.

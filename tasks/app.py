@@ -45,3 +45,12 @@ def _load_model() -> None:
 
     runtime = get_runtime()
     log.info("loaded %s model %s", runtime.engine_name, runtime.model)
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any, **_: Any) -> None:
+    # After the model loaded (receivers run in order): `farm probe live` checks this file,
+    # so a worker is alive by its own word, not by a ping through Redis.
+    from farm.serve.liveness import start_heartbeat
+
+    start_heartbeat(sender.hostname)

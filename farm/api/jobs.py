@@ -87,8 +87,8 @@ def _submit(state: ApiState, upload: UploadFile | None, uri: str | None, kwargs:
         return state.client.submit(uri, **kwargs)
     assert upload is not None
     uploads.sweep(state.settings)
-    path = uploads.save(upload.file, upload.filename, state.settings)
-    return uploads.submit(state.client, path, **kwargs)
+    saved = uploads.save(upload.file, upload.filename, state.settings)
+    return uploads.submit(state.client, saved, **kwargs)
 
 
 @router.get("", summary="List recent jobs", responses={**ERROR_RESPONSES})

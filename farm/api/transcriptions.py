@@ -10,6 +10,7 @@ repeated request (an SDK's retry) wait for the same job instead of queueing anot
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
@@ -93,20 +94,23 @@ async def _answer(
     check_model(state.settings, model)
     refuse_unserved_language(state.settings, options)
     options = {key: value for key, value in options.items() if value is not None}
-    path = await run_in_threadpool(uploads.save, upload.file, upload.filename, state.settings)
+    await run_in_threadpool(uploads.sweep, state.settings)
+    saved = await run_in_threadpool(uploads.save, upload.file, upload.filename, state.settings)
+    job = await run_in_threadpool(uploads.submit, state.client, saved, **options)  # removes it if not queued
+    release = partial(uploads.release, saved, job, state.settings)
     try:
-        job = await run_in_threadpool(uploads.submit, state.client, path, **options)
         if not job.reused:
-            await run_in_threadpool(state.registry.add, job.id, path.name)
+            await run_in_threadpool(state.registry.add, job.id, saved.name)
     except BaseException:
-        uploads.discard(path)
+        await run_in_threadpool(release)
         raise
     if stream:  # events keep the connection alive: it may wait as long as the job may run
-        return streaming.response(job, state.settings.time_limit, lambda: uploads.discard(path))
+        return streaming.response(job, state.settings.time_limit, release)
     try:
         result = await _waited(job, state.settings.api_wait_s, retry_safe="idempotency_key" in options)
     finally:
-        uploads.discard(path)
+        # A job that timed out here may still run: its audio stays until it ends (or is swept).
+        await run_in_threadpool(release)
     return openai_response(result, fmt, bool(options.get("word_timestamps")))
 
 

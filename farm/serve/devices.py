@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from farm.constants import CPU_QUEUE, SHARED_QUEUE, gpu_queue
 from farm.errors import ConfigError
+
+PROC_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,58 @@ def visible_gpus() -> list[int]:
 
 
 def cpu_workers_for(setting: int, threads: int) -> int:
-    """The ``cpu_workers`` setting, with 0 meaning one process per ``threads`` cores."""
-    return setting or max(1, (os.cpu_count() or 1) // max(threads, 1))
+    """The ``cpu_workers`` setting, with 0 meaning one process per ``threads`` usable CPUs."""
+    return setting or max(1, usable_cpus() // max(threads, 1))
+
+
+def usable_cpus(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int:
+    """CPUs this process may use: its affinity, capped by its cgroup's CPU quota (a pod's CPU limit).
+
+    ``os.cpu_count()`` is the node's cores: a pod limited to 2 CPUs on a 64-core node would
+    start 64 workers, each loading the model, and be throttled.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota(proc_cgroup, root)
+    return cpus if quota is None else max(1, min(cpus, math.floor(quota)))
+
+
+def cgroup_cpu_quota(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> float | None:
+    """The tightest CPU quota (in CPUs) of this process's cgroup, v2 ``cpu.max`` or v1 CFS; None: no limit."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas = [q for line in lines if line.count(":") >= 2 for q in _quotas(line, root)]
+    return min(quotas, default=None)
+
+
+def _quotas(line: str, root: Path) -> list[float]:
+    _, controllers, path = line.split(":", 2)
+    relative = path.lstrip("/")
+    if not controllers:  # cgroup v2: one hierarchy; inside a cgroup namespace the path is "/"
+        files = [root / relative / "cpu.max", root / "cpu.max", root / "unified" / relative / "cpu.max"]
+        return [q for q in map(_v2_quota, files) if q is not None]
+    if "cpu" not in controllers.split(","):
+        return []
+    folders = [root / name / relative for name in (controllers, "cpu")] + [root / controllers, root / "cpu"]
+    return [q for q in map(_v1_quota, folders) if q is not None]
+
+
+def _v2_quota(path: Path) -> float | None:
+    try:
+        quota, _, period = path.read_text().strip().partition(" ")
+    except OSError:
+        return None
+    return None if quota == "max" else int(quota) / int(period or 100_000)
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 def cpu_devices(workers: int) -> list[Device]:

@@ -25,6 +25,7 @@ from types import FrameType
 from farm.config import Settings
 from farm.queue.connections import RedisSettings
 from farm.queue.recovery import owner_name, reclaim
+from farm.serve import liveness
 from farm.serve.devices import Device, Gpu, Sizing, cpu_workers_for, gpu_inventory, select_devices, size_device
 from farm.serve.restarts import RestartPolicy, RestartRecord, exit_cause
 
@@ -50,6 +51,11 @@ class Child:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def node(self) -> str:
+        """The Celery node name the process answers to, e.g. ``cpu0@host``."""
+        return self.argv[self.argv.index("--hostname") + 1]
 
 
 def resolved_concurrency(settings: Settings, device: Device, gpus: list[Gpu] | None = None) -> int:
@@ -130,10 +136,15 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._forward)
         for child in self.children:
             child.start()
-        while not self._finished():
-            for child in self.children:
-                self._tend(child, time.monotonic())
-            time.sleep(TICK_S)
+        plan = liveness.write_plan([child.node for child in self.children])
+        try:
+            while not self._finished():
+                for child in self.children:
+                    self._tend(child, time.monotonic())
+                liveness.beat(plan)  # `farm probe live` reads it: the supervisor's loop still turns
+                time.sleep(TICK_S)
+        finally:
+            liveness.remove_plan()
         if any(c.gave_up for c in self.children):
             return 1
         return max((c.process.returncode or 0) if c.process else 0 for c in self.children)

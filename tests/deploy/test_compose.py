@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
 from tests.deploy.conftest import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SETTINGS_TARGET = "/etc/whisperfarm/settings.local.toml"
 GPU_WORKERS = {"worker-gpu0": "0", "worker-gpu1": "1"}
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def compose(
@@ -74,7 +76,8 @@ def test_one_gpu_worker_per_gpu_with_a_device_reservation(compose_bin: Path, set
         assert service["command"] == ["worker"]
         assert service["build"]["args"]["VARIANT"] == "cuda"
         assert service["hostname"] == name  # node names gpu0@worker-gpu0, gpu0@worker-gpu1 stay apart
-        assert "inspect ping -d gpu0@$$HOSTNAME" in service["healthcheck"]["test"][1]
+        assert service["healthcheck"]["test"] == ["CMD", "farm", "probe", "live"]  # no Redis in it
+        assert service["image"] == f"whisperfarm:{VERSION}-cuda"
         assert _seconds(service["stop_grace_period"]) >= 1900  # the default hard time limit
 
 
@@ -120,3 +123,11 @@ def test_the_api_needs_a_token_and_shares_uploads_with_workers(compose_bin: Path
     for name in ("api", "worker-cpu"):
         assert services[name]["environment"]["FARM_UPLOAD_DIR"] == "/uploads"
         assert any(v["target"] == "/uploads" and v["source"] == "uploads" for v in services[name]["volumes"])
+
+
+def test_every_service_has_a_health_check_and_the_image_tag_scheme(compose_bin: Path, settings_file: Path) -> None:
+    services = config(compose_bin, settings_file, "gpu", "cpu")["services"]
+    assert services["worker-cpu"]["healthcheck"]["test"] == ["CMD", "farm", "probe", "live"]
+    assert "5555/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
+    for name in ("api", "flower", "worker-cpu"):
+        assert services[name]["image"] == f"whisperfarm:{VERSION}-cpu"

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import tomllib
+import yaml
 
 from tests.deploy.conftest import ROOT
 
@@ -122,3 +124,46 @@ def test_hadolint_is_real(hadolint_bin: Path, tmp_path: Path) -> None:
     bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
     done = subprocess.run([str(hadolint_bin), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "DL3007" in done.stdout
+
+
+def test_the_image_installs_the_tested_pins(dockerfile: Dockerfile) -> None:
+    builder = dockerfile.stage("builder")
+    installs = [run for run in builder.values("RUN") if "pip install" in run]
+    assert installs and all("-c constraints.txt" in run for run in installs)
+    assert any(v.startswith("pyproject.toml") and "constraints.txt" in v for v in builder.values("COPY"))
+    kept = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!constraints.txt" in kept and kept.index("!constraints.txt") > kept.index("*")
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
+    assert builder.args()["TORCH_VERSION"] == pins["torch"]
+    assert not any("flower==" in run for run in installs)  # Flower too comes from constraints.txt
+    assert "flower" in builder.args()["EXTRAS"].split(",")
+
+
+def test_one_tag_scheme_everywhere(dockerfile: Dockerfile) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((ROOT / "helm" / "whisperfarm" / "Chart.yaml").read_text())
+    values = yaml.safe_load((ROOT / "helm" / "whisperfarm" / "values.yaml").read_text())["image"]
+    assert chart["appVersion"] == version and (values["cpuVariant"], values["cudaVariant"]) == ("cpu", "cuda")
+    documented = set(re.findall(r"-t whisperfarm:(\S+)", DOCKERFILE.read_text()))
+    assert documented == {f"{version}-cpu", f"{version}-cuda"}
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert set(re.findall(r"image: \$\{FARM_IMAGE:-whisperfarm\}:(\S+)", compose)) == {
+        f"${{FARM_VERSION:-{version}}}-cpu", f"${{FARM_VERSION:-{version}}}-cuda",
+    }  # fmt: skip
+
+
+def test_health_check_and_uploads_owned_by_the_farm_user(dockerfile: Dockerfile) -> None:
+    runtime = dockerfile.stage("runtime")
+    [check] = runtime.values("HEALTHCHECK")
+    assert check.endswith('CMD ["farm", "probe", "live"]')
+    [setup] = [run for run in runtime.values("RUN") if "useradd" in run]
+    assert re.search(r'chown "\$FARM_UID:\$FARM_UID" [^&]*/uploads', setup)  # a new named volume copies it
+
+
+def test_every_hadolint_pragma_is_explained() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            rule = line.split("=", 1)[1]
+            explanation = " ".join(lines[max(0, number - 3) : number])
+            assert f"{rule} (" in explanation, f"line {number + 1}: say why {rule} is ignored"

@@ -101,12 +101,49 @@ whisperfarm.io/worker-group: {{ . }}
 {{- $defaults := omit .Values.workers "groups" }}
 {{- $groups := dict }}
 {{- range $name, $overrides := .Values.workers.groups }}
-{{- $group := mergeOverwrite (deepCopy $defaults) (deepCopy (default (dict) $overrides)) }}
+{{- $own := default (dict) $overrides }}
+{{- if or (not (hasKey $own "enabled")) $own.enabled }}
+{{- $group := mergeOverwrite (deepCopy $defaults) (deepCopy (omit $own "enabled")) }}
 {{- $_ := set $group "name" $name }}
 {{- $_ := set $group "deployment" (printf "%s-worker-%s" (include "whisperfarm.fullname" $) $name | trunc 63 | trimSuffix "-") }}
+{{- $slots := mul (max 1 (int $group.gpusPerPod)) (int $group.concurrencyPerGpu) }}
+{{- $_ := set $group "jobsPerPod" (int (default $slots $group.keda.jobsPerPod)) }}
+{{- $pods := ternary $group.keda.maxReplicaCount $group.replicas $group.keda.enabled }}
+{{- $_ := set $group "capacity" (mul $group.jobsPerPod (int $pods)) }}
 {{- $_ := set $groups $name $group }}
 {{- end }}
+{{- end }}
 {{- toYaml $groups }}
+{{- end }}
+
+{{/*
+Jobs all groups can hold at once, per queue they consume (each group: jobsPerPod x its most
+pods). KEDA gives each group the share of a queue's backlog its capacity bears, so
+a shared queue is counted once across groups, not once per group.
+*/}}
+{{- define "whisperfarm.queueCapacity" -}}
+{{- $capacity := dict }}
+{{- range $name, $group := include "whisperfarm.workerGroups" . | fromYaml }}
+{{- range $queue := include "whisperfarm.queues" $group | fromJsonArray }}
+{{- $_ := set $capacity $queue (add (int (get $capacity $queue | default 0)) (int $group.capacity)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $capacity }}
+{{- end }}
+
+{{/* soft_time_limit < time_limit < visibility_timeout, or the pods would exit at start. */}}
+{{- define "whisperfarm.checkLimits" -}}
+{{- $where := index . 0 }}
+{{- $settings := index . 1 }}
+{{- $soft := int (get $settings "soft_time_limit" | default 1800) }}
+{{- $hard := int (get $settings "time_limit" | default 1900) }}
+{{- $visibility := int (get $settings "visibility_timeout" | default 3600) }}
+{{- if ge $soft $hard }}
+{{- fail (printf "%s: soft_time_limit (%d) must be below time_limit (%d) so a job can fail cleanly" $where $soft $hard) }}
+{{- end }}
+{{- if ge $hard $visibility }}
+{{- fail (printf "%s: time_limit (%d) must be below visibility_timeout (%d) or long jobs run twice" $where $hard $visibility) }}
+{{- end }}
 {{- end }}
 
 {{/* Device names of a group's worker processes: gpu0..gpuN-1, or cpu. */}}
@@ -146,9 +183,22 @@ whisperfarm.io/worker-group: {{ . }}
 {{- int (default (default 1900 $root.Values.settings.time_limit) $group.settings.time_limit) }}
 {{- end }}
 
+{{/* The chart's settings as every pod mounts them: .Values.settings plus what the chart decides. */}}
+{{- define "whisperfarm.settings" -}}
+{{- $settings := deepCopy .Values.settings }}
+{{- if .Values.uploads.sharedVolume.enabled }}
+{{- $_ := set $settings "upload_dir" "/uploads" }}
+{{- end }}
+{{- toYaml $settings }}
+{{- end }}
+
+{{- define "whisperfarm.apiTokenSecret" -}}
+{{- .Values.api.auth.existingSecret | default (printf "%s-api-token" (include "whisperfarm.fullname" .)) }}
+{{- end }}
+
 {{/* checksum/config of a pod: the settings it mounts. Call with (dict "root" $ "group" $group). */}}
 {{- define "whisperfarm.configChecksum" -}}
-{{- $text := include "whisperfarm.toml" .root.Values.settings }}
+{{- $text := include "whisperfarm.toml" (include "whisperfarm.settings" .root | fromYaml) }}
 {{- with .group }}
 {{- $text = print $text (include "whisperfarm.toml" (include "whisperfarm.groupSettings" . | fromYaml)) }}
 {{- end }}
@@ -168,6 +218,13 @@ whisperfarm.io/worker-group: {{ . }}
   emptyDir:
     sizeLimit: {{ .Values.models.emptyDirSizeLimit }}
 {{- end }}
+{{- with .Values.uploads.sharedVolume }}
+{{- if .enabled }}
+- name: uploads
+  persistentVolumeClaim:
+    claimName: {{ .existingClaim | default (printf "%s-uploads" (include "whisperfarm.fullname" $)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "whisperfarm.volumeMounts" -}}
@@ -176,6 +233,10 @@ whisperfarm.io/worker-group: {{ . }}
   readOnly: true
 - name: models
   mountPath: /models
+{{- if .Values.uploads.sharedVolume.enabled }}
+- name: uploads
+  mountPath: /uploads
+{{- end }}
 {{- end }}
 
 {{- define "whisperfarm.podSecurityContext" -}}
