@@ -30,7 +30,8 @@ from typing import Any, BinaryIO
 from farm.api.errors import ApiError
 from farm.client import Client, Job
 from farm.config import Settings
-from farm.io.storage import S3Storage, s3_config, staging_uri
+from farm.io.from_settings import s3_config
+from farm.io.storage import S3Storage, staging_uri
 
 UPLOADS_FOLDER = "whisperfarm-uploads"
 CHUNK = 1 << 20

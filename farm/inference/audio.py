@@ -23,12 +23,13 @@ from farm.inference.signal import SAMPLE_RATE, Audio
 Source = str | Path | bytes | BinaryIO
 
 
-def decode(source: Source, start: float = 0.0, end: float | None = None) -> Audio:
+def decode(source: Source, start: float = 0.0, end: float | None = None, name: str = "") -> Audio:
     """Return the input (or its stretch from ``start`` to ``end`` seconds) as 16 kHz mono
     float32 in [-1, 1]; a stretch is ``decode(source)[int(start * 16000):int(end * 16000)]``.
 
     A stretch seeks instead of decoding what comes before it: each part of a fanned-out
-    hour-long file decodes its own minutes, not the whole hour.
+    hour-long file decodes its own minutes, not the whole hour. ``name`` is what errors call
+    the audio when ``source`` holds its bytes (inline, or read from S3).
     """
     import av
 
@@ -40,9 +41,9 @@ def decode(source: Source, start: float = 0.0, end: float | None = None) -> Audi
         with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
             samples = _decoded_span(container, span)
     except (AudioDecodeError, av.FFmpegError, ValueError, IndexError, OSError) as exc:
-        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: {_reason(exc)}") from exc
+        raise AudioDecodeError(f"{_describe(source, name)} is not decodable audio: {_reason(exc)}") from exc
     if not len(samples) and not span.first:
-        raise AudioDecodeError(f"{_describe(source)} is not decodable audio: it holds no audio samples")
+        raise AudioDecodeError(f"{_describe(source, name)} is not decodable audio: it holds no audio samples")
     return _sanitised(samples)
 
 
@@ -155,7 +156,7 @@ def _as_file(source: Source) -> str | BinaryIO:
     return source
 
 
-def _describe(source: Source) -> str:
+def _describe(source: Source, name: str = "") -> str:
     if isinstance(source, (str, Path)):
         return f"'{Path(source).name}'"
-    return "the input"
+    return f"'{name}'" if name else "the input"

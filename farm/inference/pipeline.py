@@ -142,8 +142,8 @@ def load_audio(spec: JobSpec, s3: S3Config, roots: Roots) -> Audio:
     """The job's audio; a part's own stretch of the file only."""
     start, end = (spec.part.start, spec.part.end) if spec.part is not None else (0.0, None)
     if spec.inline_audio is not None:
-        return audio_io.decode(spec.inline_audio, start, end)
-    return audio_io.decode(storage_for(spec.audio, s3, roots).read(spec.audio), start, end)
+        return audio_io.decode(spec.inline_audio, start, end, spec.name)
+    return audio_io.decode(storage_for(spec.audio, s3, roots).read(spec.audio), start, end, spec.name)
 
 
 def _throttled(report: Callable[[float], None], min_interval: float = 0.5) -> Callable[[float], None]:

@@ -148,7 +148,7 @@ def test_running_jobs_query_matches_only_the_groups_own_pods(helm_bin: Path, tmp
 
 def test_the_schema_knows_every_setting_and_no_secret(helm_bin: Path, tmp_path: Path) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())["definitions"]["settings"]
-    defaults = tomllib.loads((ROOT / "settings.toml").read_text())["default"]
+    defaults = tomllib.loads((ROOT / "farm" / "defaults.toml").read_text())["default"]
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == set(defaults) - set(SECRET_KEYS)
 

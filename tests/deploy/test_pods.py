@@ -187,6 +187,8 @@ def test_an_upload_outlives_a_timed_out_request_until_its_job_ends(
         "api": {"auth": {"existingSecret": "farm-token"}},
         "uploads": {"sharedVolume": {"enabled": True}},
         "settings": {"soft_time_limit": 2, "time_limit": 3, "visibility_timeout": 3600, "inline_audio_limit": 0},
+        # The workers' own limits (their group's file): the job itself may take its time.
+        "workers": {"groups": {"gpu": {"settings": {"soft_time_limit": 600, "time_limit": 700}}}},
     }
     docs = render(helm_bin, tmp_path, values)
     own = start_redis()
@@ -211,7 +213,7 @@ def test_an_upload_outlives_a_timed_out_request_until_its_job_ends(
         if worker is not None:
             worker.stop()
         own.stop()
-    assert info["status"] == "succeeded", info
+    assert info["status"] == "succeeded", (info, worker.output() if worker else "")
 
 
 def _wait_done(url: str, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
