@@ -138,7 +138,9 @@ def test_without_a_bucket_small_uploads_travel_inline_and_large_ones_get_a_clear
         assert JFK_PHRASE in normalise(sdk_transcribe(url, JFK_MP3))
         files = {"file": ("jfk.wav", JFK_WAV.read_bytes())}
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        refused = httpx.post(f"{url}/v1/audio/transcriptions", data={"model": "m"}, files=files, headers=headers)
+        refused = httpx.post(
+            f"{url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files, headers=headers
+        )
     finally:
         api.stop()
     assert refused.status_code == 413, refused.text
@@ -182,13 +184,11 @@ def test_api_starts_with_the_default_values_and_the_generated_token(
 def test_an_upload_outlives_a_timed_out_request_until_its_job_ends(
     helm_bin: Path, redis: RedisServer, tmp_path: Path
 ) -> None:
-    # A release of its own (own Redis database) whose API gives up after 3 s while no worker runs.
+    # A release of its own (own Redis) whose API gives up after 3 s while no worker runs.
     values = {
         "api": {"auth": {"existingSecret": "farm-token"}},
         "uploads": {"sharedVolume": {"enabled": True}},
-        "settings": {"soft_time_limit": 2, "time_limit": 3, "visibility_timeout": 3600, "inline_audio_limit": 0},
-        # The workers' own limits (their group's file): the job itself may take its time.
-        "workers": {"groups": {"gpu": {"settings": {"soft_time_limit": 600, "time_limit": 700}}}},
+        "settings": {"api_wait_s": 3, "inline_audio_limit": 0},
     }
     docs = render(helm_bin, tmp_path, values)
     own = start_redis()
@@ -201,7 +201,7 @@ def test_an_upload_outlives_a_timed_out_request_until_its_job_ends(
         files = {"file": ("jfk.mp3", JFK_MP3.read_bytes())}
         headers = {"Authorization": f"Bearer {TOKEN}"}
         late = httpx.post(
-            f"{url}/v1/audio/transcriptions", data={"model": "m"}, files=files, headers=headers, timeout=60
+            f"{url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files, headers=headers, timeout=60
         )
         assert late.status_code == 504, late.text
         job_id = late.json()["error"]["message"].split()[1]
