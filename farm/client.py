@@ -104,13 +104,12 @@ class Job:
         # The backend says PENDING for an id nobody submitted, and keeps "queued" for a
         # cancelled job until a worker draws and drops it.
         try:
-            if self._records.cancelled(self.id):
-                return "cancelled"
-            if state == "queued" and self._records.get(self.id) is None:
-                return "unknown"
+            cancelled, submitted = self._records.standing(self.id)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"cannot read job {self.id} from the broker ({type(exc).__name__})") from exc
-        return state
+        if cancelled:
+            return "cancelled"
+        return "unknown" if state == "queued" and not submitted else state
 
     def queue(self) -> str:
         """The queue the job was sent to ("" when it is unknown)."""

@@ -37,18 +37,24 @@ class JobRecords:
 
     def add(self, job_id: str, queue: str) -> None:
         key = SUBMITTED_KEY.format(job_id=job_id)
-        self._redis().hset(key, mapping={"queue": queue, "created_at": time.time()})
-        self._redis().expire(key, self.ttl_s)
+        pipe = self._redis().pipeline(transaction=False)  # one round trip on the submit path
+        pipe.hset(key, mapping={"queue": queue, "created_at": time.time()})
+        pipe.expire(key, self.ttl_s)
+        pipe.execute()
 
     def remove(self, job_id: str) -> None:
         self._redis().delete(SUBMITTED_KEY.format(job_id=job_id))
 
     def get(self, job_id: str) -> Submitted | None:
-        raw = self._redis().hgetall(SUBMITTED_KEY.format(job_id=job_id))
-        if not raw:
-            return None
-        fields = {_text(key): _text(value) for key, value in raw.items()}
-        return Submitted(job_id, fields.get("queue", ""), float(fields.get("created_at", 0)))
+        return _submitted(job_id, self._redis().hgetall(SUBMITTED_KEY.format(job_id=job_id)))
+
+    def standing(self, job_id: str) -> tuple[bool, bool]:
+        """(cancelled, submitted) for ``job_id``, in one round trip."""
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.exists(CANCELLED_KEY.format(job_id=job_id))
+        pipe.exists(SUBMITTED_KEY.format(job_id=job_id))
+        cancelled, submitted = pipe.execute()
+        return bool(cancelled), bool(submitted)
 
     def cancel(self, job_id: str) -> None:
         self._redis().set(CANCELLED_KEY.format(job_id=job_id), 1, ex=self.ttl_s)
@@ -72,6 +78,13 @@ class JobRecords:
 
     def _redis(self) -> redis.Redis:
         return shared_redis(self.where)
+
+
+def _submitted(job_id: str, raw: dict[bytes | str, bytes | str]) -> Submitted | None:
+    if not raw:
+        return None
+    fields = {_text(key): _text(value) for key, value in raw.items()}
+    return Submitted(job_id, fields.get("queue", ""), float(fields.get("created_at", 0)))
 
 
 def _idempotency_key(given: str) -> str:
