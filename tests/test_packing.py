@@ -15,6 +15,7 @@ from farm.inference import audio, packing
 from farm.inference.batching import Batcher, BatchPolicy, _Request
 from farm.inference.engines import load_engine
 from farm.inference.engines.base import Engine, EngineConfig, ProgressCallback, TranscribeOptions
+from farm.inference.engines.ctranslate2 import CTranslate2Engine
 from farm.inference.signal import SAMPLE_RATE
 from farm.inference.vad import Span
 from farm.inference.weights.models import resolve_model
@@ -391,3 +392,18 @@ def test_packed_jobs_keep_the_words_of_their_lone_decode(engine: Engine) -> None
     alone = [len(normalise(engine.transcribe([clip], options)[0].text).split()) for clip in clips]
     assert len(counting.windows) < len(clips)  # windows were shared
     assert all(abs(p - a) <= max(3, 0.15 * a) for p, a in zip(packed, alone, strict=True)), (packed, alone)
+
+
+def test_a_clip_decoded_in_one_pass_also_gets_the_speech_after_its_last_segment(engine: Engine) -> None:
+    # tiny.en, beam 5: one pass over this 8.3 s clip closes a segment at "may be removed"
+    # and stops; faster-whisper seeks there and decodes "entire without spinning its
+    # contents". The job must end where faster-whisper's decode ends.
+    clip = audio.decode(EVAL / "librispeech_test_other" / "1998-15444-0004.flac")
+    options = TranscribeOptions(language="en", beam_size=5)
+    packer = Batcher(engine, BatchPolicy(max_jobs=1), multilingual=False)
+    text = normalise(packer.transcribe(clip, options, timeout=600).text)
+    assert isinstance(engine, CTranslate2Engine)
+    segments, _ = engine.model.transcribe(clip, language="en", beam_size=5)
+    seeking = normalise("".join(segment.text for segment in segments))
+    assert "contents" in seeking  # the words a single pass loses
+    assert text.split()[-4:] == seeking.split()[-4:], (text, seeking)

@@ -11,8 +11,6 @@ threads at once.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import logging
@@ -139,7 +137,6 @@ class Batcher:
             self._warm_vad()
         while True:
             self._run(self._gather())
-            _release_freed_memory()
 
     @staticmethod
     def _warm_vad() -> None:
@@ -234,10 +231,30 @@ class Batcher:
             # The engine works through a long clip one window at a time.
             self._check_budget(1, min(request.seconds, self.policy.window_s))
             [transcript] = self.engine.transcribe([request.audio], request.options, _stoppable(request))
+            transcript = self._completed(request, transcript)
         except Exception as exc:  # handed to the waiting job thread, which re-raises it
             request.future.set_exception(exc)
             return
         request.future.set_result(transcript)
+
+    def _completed(self, request: _Request, transcript: Transcript) -> Transcript:
+        """The clip's transcript with its speech after the last segment decoded as well.
+
+        A one-window clip is decoded in a single pass, which ends where Whisper closes a
+        segment and stops (faster-whisper would seek there and decode the rest): alone,
+        tiny.en left "entire without spinning its contents" off the end of a clip. When
+        VAD hears over a second of speech after the last word, that stretch is decoded
+        on its own and appended, a few times at most.
+        """
+        for _ in range(MAX_CONTINUATIONS):
+            heard = _heard_until(transcript)
+            if request.seconds > ONE_WINDOW_S or not _cut_short(request, transcript, heard):
+                return transcript
+            [rest] = self.engine.transcribe([request.audio[int(heard * SAMPLE_RATE) :]], request.options)
+            if not rest.segments:
+                return transcript
+            transcript = _appended(transcript, rest, heard)
+        return transcript
 
     def _packed(self, options: TranscribeOptions, members: list[_Request]) -> None:
         windows = packing.pack([m.audio for m in members], self.policy.window_s)
@@ -263,7 +280,10 @@ class Batcher:
                 request.future.set_exception(exc)
             return
         for request, transcript in zip(requests, transcripts, strict=True):
-            request.future.set_result(transcript)
+            try:
+                request.future.set_result(self._completed(request, transcript))
+            except Exception as exc:
+                request.future.set_exception(exc)
 
     def _chunk(self, options: TranscribeOptions, members: list[_Request], chunk: Sequence[packing.Window]) -> None:
         try:
@@ -307,30 +327,6 @@ class Batcher:
             )
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
-
-
-_LIBC = _libc()
-
-
-def _release_freed_memory() -> None:
-    """Hand the heap that a round freed back to the system.
-
-    Windows and clips of ever-different lengths leave glibc's heap fragmented, and it
-    keeps what was freed: in process, packed rounds of 4 jobs (tiny.en) grew a worker by
-    about 30 MiB per 50 jobs, with Python's own objects flat (tracemalloc); trimmed after
-    every round, 2 MiB over 60 jobs.
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
 def _stoppable(request: _Request) -> ProgressCallback:
     """The job's progress callback, raising once the job is abandoned.
 
@@ -367,6 +363,38 @@ def _covered(member: _Request, piece: Transcript) -> bool:
         len(piece.text.split()),
     )
     return False
+
+
+MAX_CONTINUATIONS = 3
+
+
+def _heard_until(transcript: Transcript) -> float:
+    return max((segment.end for segment in transcript.segments), default=0.0)
+
+
+def _cut_short(request: _Request, transcript: Transcript, heard: float) -> bool:
+    """Whether over ``MAX_UNHEARD_S`` of the clip's speech (VAD) lies after its last segment."""
+    if request.seconds - heard <= packing.MAX_UNHEARD_S:
+        return False
+    speech = vad.speech_spans(request.audio)
+    after = sum(max(0.0, span.end - max(span.start, heard + packing.WORD_PAD_S)) for span in speech)
+    return after > packing.MAX_UNHEARD_S
+
+
+def _appended(first: Transcript, rest: Transcript, offset: float) -> Transcript:
+    moved = [
+        replace(
+            segment,
+            id=len(first.segments) + number,
+            start=round(segment.start + offset, 3),
+            end=round(segment.end + offset, 3),
+            words=tuple(
+                replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3)) for w in segment.words
+            ),
+        )
+        for number, segment in enumerate(rest.segments)
+    ]
+    return replace(first, segments=(*first.segments, *moved))
 
 
 def _fail(members: list[_Request], chunk: Sequence[packing.Window], exc: Exception) -> None:
