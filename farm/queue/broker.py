@@ -12,10 +12,15 @@ from urllib.parse import urlparse
 from farm.config import Settings
 from farm.constants import SHARED_QUEUE
 from farm.queue.connections import RedisSettings
+from farm.queue.sentinel import is_sentinel, parse_sentinel_url
 
 # kombu's Redis transport, but an unreadable item on a queue is dropped instead of
 # stopping the worker process (farm/queue/transport.py).
-WORKER_TRANSPORT = "farm.queue.transport:Transport"
+WORKER_TRANSPORTS = {
+    "redis": "farm.queue.transport:Transport",
+    "rediss": "farm.queue.transport:Transport",
+    "sentinel": "farm.queue.transport:SentinelTransport",
+}
 # Tries to store a result while Redis is away (exponential backoff capped at 10 s, so
 # about a minute): a job that finished during a Redis restart keeps its result.
 RESULT_STORE_RETRIES = 15
@@ -23,8 +28,8 @@ RESULT_STORE_RETRIES = 15
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
-        "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend,
+        "broker_url": _celery_url(settings.broker_url),
+        "result_backend": _celery_url(settings.result_backend),
         # JSON only: a pickle message could run code on the worker.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -42,7 +47,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.result_expires,
         "result_extended": True,
         "broker_transport_options": _transport_options(settings),
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            **_sentinel_options(settings.result_backend),
+        },
         "broker_connection_retry_on_startup": True,
         "worker_max_tasks_per_child": settings.max_tasks_per_child or None,
         "worker_max_memory_per_child": settings.max_memory_per_child or None,
@@ -58,8 +66,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def worker_celery_config(settings: Settings) -> dict[str, Any]:
     """``celery_config`` plus what only a consuming worker needs."""
-    redis_broker = urlparse(settings.broker_url).scheme in ("redis", "rediss")
-    return celery_config(settings) | ({"broker_transport": WORKER_TRANSPORT} if redis_broker else {})
+    transport = WORKER_TRANSPORTS.get(urlparse(settings.broker_url).scheme)
+    return celery_config(settings) | ({"broker_transport": transport} if transport else {})
+
+
+def _celery_url(url: str) -> str:
+    """``url`` as Celery reads it: a Sentinel URL's master name moves to the transport options."""
+    return parse_sentinel_url(url).celery_url() if is_sentinel(url) else url
+
+
+def _sentinel_options(url: str) -> dict[str, Any]:
+    return {"master_name": parse_sentinel_url(url).master} if is_sentinel(url) else {}
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -69,6 +86,7 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         # default; sweep every few seconds so they come back soon after the timeout.
         "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 10)),
         "unacked_restore_throttle": 1,
+        **_sentinel_options(settings.broker_url),
     }
 
 

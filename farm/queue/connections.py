@@ -1,4 +1,5 @@
-"""Every Redis client of the farm comes from here, with the TLS settings applied.
+"""Every Redis client of the farm comes from here, with the TLS settings applied
+(and, for a ``sentinel://`` URL, through the Sentinels to the current master).
 
 Producers, workers, the API and the metrics endpoint talk to the same Redis; a client
 built anywhere else would miss the ``redis_tls_*`` settings on a ``rediss://`` broker
@@ -11,6 +12,8 @@ import ssl
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from farm.queue.sentinel import SentinelUrl, is_sentinel, parse_sentinel_url
 
 if TYPE_CHECKING:
     import redis
@@ -53,11 +56,25 @@ class RedisSettings:
 
 
 def new_redis(where: RedisSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> redis.Redis:
-    """A new client (its own connection pool)."""
+    """A new client (its own connection pool); behind Sentinel, one that follows the master."""
     import redis
 
+    if is_sentinel(where.url):
+        return _sentinel_master(parse_sentinel_url(where.url), timeout_s)
     extra = where.ssl_options() if where.tls else {}
     return redis.Redis.from_url(where.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **extra)
+
+
+def _sentinel_master(target: SentinelUrl, timeout_s: float) -> redis.Redis:
+    """A client whose every new connection asks the Sentinels where the master is now."""
+    from redis.sentinel import Sentinel
+
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    sentinels = Sentinel(list(target.hosts), sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        target.master, password=target.password, db=target.db
+    )
+    return master
 
 
 @cache

