@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -362,6 +363,7 @@ def soak_run(args: argparse.Namespace) -> Report:
     try:
         return _run(soak, args)
     finally:
+        soak.stop.set()
         farm.stop(timeout=30)
         server.kill()
         print(f"logs in {directory}")
@@ -374,7 +376,8 @@ def _run(soak: Soak, args: argparse.Namespace) -> Report:
     soak.report.rss_after_warm_up_mib = soak.farm.rss_mib()
     started = time.monotonic()
     watcher = threading.Thread(target=watch_successes, args=(soak,), daemon=True)
-    faults = threading.Thread(target=chaos, args=(soak, (args.min_gap, args.max_gap), args.faults.split(",")))
+    kinds = args.faults.split(",")
+    faults = threading.Thread(target=chaos, args=(soak, (args.min_gap, args.max_gap), kinds), daemon=True)
     watcher.start()
     faults.start()
     producer(soak, args.jobs, args.minutes * 60, in_flight=8)
@@ -425,6 +428,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the farm and Redis on the way out
     random.seed(args.seed)
     report = soak_run(args)
     print_report(report)

@@ -25,13 +25,16 @@ from farm.config import load_settings
 from farm.serve.runtime import build_runtime
 
 
-def farm_run(jobs: int, warm_up: int, block: int, arena_max: str) -> None:
+def farm_run(jobs: int, warm_up: int, block: int, arena_max: str, malloc: list[str]) -> None:
     """The same over a real farm: one worker process (threads pool), RSS of its whole tree."""
     from farm.planning.benchmark import Combo, private_farm
 
     combo = Combo(devices="cpu", compute_type="int8", beam_size=1, concurrency=2, cpu_threads=2)
     if arena_max:
         os.environ["MALLOC_ARENA_MAX"] = arena_max  # the worker inherits it
+    for setting in malloc:  # e.g. MALLOC_MMAP_THRESHOLD_=131072
+        key, _, value = setting.partition("=")
+        os.environ[key] = value
     clips = librispeech()
     marks: list[tuple[int, float, float]] = []
     started = time.monotonic()
@@ -95,7 +98,8 @@ def run(jobs: int, warm_up: int, trace: bool, block: int) -> None:
 
 
 def report(marks: list[tuple[int, float, float]], warm_up: int, jobs: int) -> None:
-    print(f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}")
+    shown = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
+    print(f"glibc malloc variables: {shown or '(none)'}")
     print("| jobs | s | RSS MiB |\n| ---: | ---: | ---: |")
     for count, seconds, rss in sorted(marks):
         print(f"| {count} | {seconds:.0f} | {rss:.0f} |")
@@ -120,9 +124,10 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="tracemalloc (slows jobs down)")
     parser.add_argument("--farm", action="store_true", help="through a real farm instead of in process")
     parser.add_argument("--arena-max", default="", help="MALLOC_ARENA_MAX for the farm's worker")
+    parser.add_argument("--malloc", action="append", default=[], help="another glibc variable, KEY=VALUE")
     args = parser.parse_args()
     if args.farm:
-        farm_run(args.jobs, args.warm_up, args.block, args.arena_max)
+        farm_run(args.jobs, args.warm_up, args.block, args.arena_max, args.malloc)
     else:
         run(args.jobs, args.warm_up, args.trace, args.block)
 

@@ -15,20 +15,26 @@ import pytest
 from tests.conftest import ROOT
 from tests.reliability.conftest import size
 
-pytestmark = pytest.mark.slow
+# About 3 minutes of soak after the reference runs; a loaded 2-core machine needs far longer.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def test_a_short_chaos_soak_loses_nothing(tmp_path: Path) -> None:
     report_path = tmp_path / "chaos.json"
     argv = [
         sys.executable, "bench/chaos.py", "--minutes", str(size("CHAOS_MINUTES", 2)),
-        "--jobs", str(size("CHAOS_JOBS", 60)), "--clips", "40", "--warm-up", "6",
+        "--jobs", str(size("CHAOS_JOBS", 50)), "--clips", "30", "--warm-up", "4",
         "--min-gap", "8", "--max-gap", "16", "--seed", "7", "--json", str(report_path),
     ]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as soak:
+        try:
+            output, _ = soak.communicate(timeout=1700)
+        except subprocess.TimeoutExpired:
+            soak.terminate()  # the soak stops its farm and Redis on SIGTERM
+            output, _ = soak.communicate(timeout=180)
+    assert soak.returncode == 0, output[-6000:]
     report = json.loads(report_path.read_text())
-    print(done.stdout[-2500:])
+    print(output[-2500:])
     assert sum(report["faults"].values()) >= 4, report["faults"]
     assert (report["lost"], report["duplicated"], report["wrong"], report["leaks"]) == (0, 0, 0, 0), report
     assert report["succeeded"] == report["jobs"] > 0
