@@ -34,6 +34,7 @@ BUCKET = "farm-staging"
 # packaged tiny.en, as an operator's extraEnv would say. Nothing else differs from the render.
 ON_THIS_MACHINE = {"FARM_DEVICES": "cpu", "FARM_MODEL": "tiny.en", "FARM_CPU_WORKERS": "1", "FARM_CPU_THREADS": "2"}
 WORKER_START_S = 300  # model load on a loaded 2-core machine; a pod's startupProbe allows 15 min
+API_START_S = 300  # generous: the test machine is shared and often far over its 2 cores
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def api_pod(world: Cluster, root: Path) -> tuple[Pod, str]:
     pod.env["FARM_API_HOST"] = "127.0.0.1"
     pod.start()
     assert pod.process is not None
-    wait_for_http(f"http://127.0.0.1:{port}/healthz", pod.process, timeout=120)
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", pod.process, timeout=API_START_S)
     return pod, f"http://127.0.0.1:{port}"
 
 
