@@ -99,7 +99,7 @@ def run(jobs: int, warm_up: int, trace: bool, block: int) -> None:
 
 def report(marks: list[tuple[int, float, float]], warm_up: int, jobs: int) -> None:
     shown = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
-    print(f"glibc malloc variables: {shown or '(none)'}")
+    print(f"glibc malloc variables set here: {shown or '(none: farm worker sets its own defaults)'}")
     print("| jobs | s | RSS MiB |\n| ---: | ---: | ---: |")
     for count, seconds, rss in sorted(marks):
         print(f"| {count} | {seconds:.0f} | {rss:.0f} |")
