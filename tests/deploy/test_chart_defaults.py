@@ -149,15 +149,21 @@ def test_running_jobs_query_matches_only_the_groups_own_pods(helm_bin: Path, tmp
 def test_the_schema_knows_every_setting_and_no_secret(helm_bin: Path, tmp_path: Path) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())["definitions"]["settings"]
     defaults = tomllib.loads((ROOT / "farm" / "defaults.toml").read_text())["default"]
-    assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == set(defaults) - set(SECRET_KEYS)
+    known = (CHART / "files" / "setting-keys.txt").read_text().split()
+    assert set(schema["properties"]) == set(known) == set(defaults) - set(SECRET_KEYS)
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    quoted = " ".join(f'"{key}"' for key in sorted(SECRET_KEYS))
+    assert f"$secrets := list {quoted}" in helpers
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"settings": {"concurrancy": 8}}, "concurrancy"),
-        ({"workers": {"settings": {"batch_sise": 8}}}, "batch_sise"),
+        ({"settings": {"concurrancy": 8}}, "unknown setting 'concurrancy' (did you mean 'concurrency'?)"),
+        ({"workers": {"settings": {"batch_sise": 8}}}, "unknown setting 'batch_sise' (did you mean 'batch_size'?)"),
+        ({"workers": {"groups": {"gpu": {"settings": {"beam_sise": 1}}}}},
+         "workers.groups.gpu.settings: unknown setting 'beam_sise' (did you mean 'beam_size'?)"),
+        ({"settings": {"api_token": "x"}}, "settings.api_token is a secret"),
         ({"settings": {"device_concurrency": {"gpu0": "x"}}}, "gpu0"),
         ({"settings": {"soft_time_limit": 1900}}, "soft_time_limit (1900) must be below time_limit (1900)"),
         ({"workers": {"groups": {"gpu": {"settings": {"time_limit": 4000}}}}},

@@ -270,3 +270,34 @@ allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* Every key of a settings map is a farm setting (files/setting-keys.txt), else render
+fails naming the closest one; secrets never travel in the ConfigMap. */}}
+{{- define "whisperfarm.checkKeys" -}}
+{{- $where := index . 0 }}
+{{- $settings := index . 1 }}
+{{- $known := index . 2 }}
+{{- $secrets := list "api_token" "flower_basic_auth" "s3_access_key_id" "s3_secret_access_key" "webhook_secret" }}
+{{- range $key := keys $settings | sortAlpha }}
+{{- if has $key $secrets }}
+{{- fail (printf "%s.%s is a secret: give it through api.auth (the API token) or extraEnv from a Secret, never the ConfigMap" $where $key) }}
+{{- else if not (has $key $known) }}
+{{- fail (printf "%s: unknown setting '%s'%s" $where $key (include "whisperfarm.didYouMean" (list $key $known))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* " (did you mean 'x'?)" for the known key sharing most of the unknown one's letter pairs. */}}
+{{- define "whisperfarm.didYouMean" -}}
+{{- $key := index . 0 }}
+{{- $best := "" }}
+{{- $bestScore := 0 }}
+{{- range $candidate := index . 1 }}
+{{- $score := 0 }}
+{{- range $i := until (int (sub (len $key) 1)) }}
+{{- if contains (substr $i (int (add $i 2)) $key) $candidate }}{{ $score = add1 $score }}{{ end }}
+{{- end }}
+{{- if gt $score $bestScore }}{{ $best = $candidate }}{{ $bestScore = $score }}{{ end }}
+{{- end }}
+{{- if ge (mul $bestScore 2) (len $key) }} (did you mean '{{ $best }}'?){{ end }}
+{{- end }}
