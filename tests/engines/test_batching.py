@@ -62,9 +62,18 @@ def test_ctranslate2_window_does_not_depend_on_its_batch(ct2_engine: CTranslate2
 
 
 def test_transformers_window_does_not_depend_on_its_batch(
-    tiny_en_engine: TransformersEngine, windows: list[Audio]
+    tiny_en_engine: TransformersEngine, windows: list[Audio], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    calls: list[int] = []
+    generate = tiny_en_engine.model.generate
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(int(args[0].shape[0]))  # the batch of input features
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_en_engine.model, "generate", counted)
     assert_batch_invariant(tiny_en_engine, windows[:4])
+    assert calls == [4, 1, 1, 1, 1]  # one generate for the batch (word timings too), then each alone
 
 
 class CountingWhisper:
