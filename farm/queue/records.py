@@ -10,6 +10,7 @@ created. Every record lives as long as results do (``result_expires``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import redis
 
 from farm.constants import CANCELLED_KEY, IDEMPOTENCY_KEY, SUBMITTED_KEY
 from farm.queue.connections import RedisSettings, shared_redis
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,17 @@ class JobRecords:
         self._redis().set(CANCELLED_KEY.format(job_id=job_id), 1, ex=self.ttl_s)
 
     def cancelled(self, job_id: str) -> bool:
-        return bool(job_id) and bool(self._redis().exists(CANCELLED_KEY.format(job_id=job_id)))
+        """Whether ``job_id`` was cancelled; a Redis that is away (restarting) counts as "no".
+
+        A worker asks before it starts a job: failing the job because the answer could not
+        be had would lose it (the chaos soak lost one to a Redis restart); running a job
+        cancelled during the outage costs only the work.
+        """
+        try:
+            return bool(job_id) and bool(self._redis().exists(CANCELLED_KEY.format(job_id=job_id)))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("cannot tell whether job %s was cancelled (%s); running it", job_id, exc)
+            return False
 
     def claim(self, idempotency_key: str, job_id: str) -> str | None:
         """Bind ``idempotency_key`` to ``job_id``; the id it already names, if it names one."""
