@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import ROOT
 
@@ -25,3 +26,10 @@ def test_relative_links_resolve(page: Path) -> None:
 def test_named_source_files_exist(page: Path) -> None:
     missing = [path for path in SOURCE_PATH.findall(page.read_text()) if not (ROOT / path).exists()]
     assert not missing, f"{page.name} names files that do not exist: {missing}"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    defaults = tomllib.loads((ROOT / "farm" / "defaults.toml").read_text())["default"]
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    named = {key for row in rows for key in re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])}
+    assert not set(defaults) - named, f"settings missing from the README's table: {sorted(set(defaults) - named)}"
