@@ -31,12 +31,12 @@ def decode(source: Source, start: float = 0.0, end: float | None = None, name: s
     hour-long file decodes its own minutes, not the whole hour. ``name`` is what errors call
     the audio when ``source`` holds its bytes (inline, or read from S3).
     """
-    import av
-
     span = _Span(int(start * SAMPLE_RATE), None if end is None else int(end * SAMPLE_RATE))
     pcm = _plain_wav(source, span)
     if pcm is not None:
         return pcm
+    import av  # only past the plain-WAV path: a host without PyAV still reads WAV
+
     try:
         with av.open(_as_file(source), mode="r", metadata_errors="ignore") as container:
             samples = _decoded_span(container, span)

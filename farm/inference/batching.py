@@ -374,7 +374,7 @@ def _heard_until(transcript: Transcript) -> float:
 
 def _cut_short(request: _Request, transcript: Transcript, heard: float) -> bool:
     """Whether over ``MAX_UNHEARD_S`` of the clip's speech (VAD) lies after its last segment."""
-    if request.seconds - heard <= packing.MAX_UNHEARD_S:
+    if request.seconds - heard <= packing.MAX_UNHEARD_S or not vad.available():
         return False
     speech = vad.speech_spans(request.audio)
     after = sum(max(0.0, span.end - max(span.start, heard + packing.WORD_PAD_S)) for span in speech)

@@ -103,7 +103,7 @@ def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_percent: Per
     seconds = max(audio_io.duration(samples), 1e-6)
     report = _throttled(lambda done: on_percent(min(100.0, 100.0 * done / seconds)))
     transcript = runtime.transcriber.transcribe(samples, spec.options, report, runtime.timeout_s)
-    if vad.looks_doubtful(transcript):
+    if vad.looks_doubtful(transcript) and vad.available():
         transcript = vad.without_invented_text(transcript, samples)
     on_percent(100.0)
     return within(transcript, audio_io.duration(samples))

@@ -8,7 +8,9 @@ transcript (the silent Swedish clip included).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
+from functools import cache
 
 from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.job.transcript import Transcript
@@ -22,6 +24,17 @@ class Span:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+@cache
+def available() -> bool:
+    """Whether this host can run the VAD: faster-whisper and ONNX Runtime are installed.
+
+    Every worker install has them (whisperfarm[worker]); the air-gapped GPU benchmark host
+    has torch and transformers only (docs/gpu.md), and there the checks that need VAD
+    are skipped rather than failing every job.
+    """
+    return all(importlib.util.find_spec(name) is not None for name in ("faster_whisper", "onnxruntime"))
 
 
 def speech_spans(audio: Audio, min_silence_ms: int = 300) -> list[Span]:
