@@ -330,7 +330,10 @@ def check(soak: Soak, statuses: dict[str, JobStatus], results: dict[str, str]) -
             report.wrong += 1
             report.problems.append(f"{job_id} {clip.path.name}: {text!r} vs alone {own!r}")
         foreign = _grams(text) - _grams(own) - _grams(clip.reference)
-        report.leaks += any(foreign & grams for path, grams in others.items() if path != clip.path)
+        leaked = {" ".join(g) for path, grams in others.items() if path != clip.path for g in foreign & grams}
+        if leaked:
+            report.leaks += 1
+            report.problems.append(f"{job_id} {clip.path.name}: 3-grams of other clips {sorted(leaked)} in {text!r}")
     for job_id, expected in soak.bad.items():
         report.bad_inputs += 1
         report.bad_inputs_typed += statuses[job_id].error_type == expected
