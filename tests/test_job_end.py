@@ -87,3 +87,21 @@ def test_a_result_file_that_cannot_be_written_leaves_the_job_unannounced(hooks: 
     with pytest.raises(StorageAccessError):
         hooks.after_job(JobEnd(job_id, Delivery(str(outside), ("txt",)), result=RESULT))
     assert hooks.after_job(JobEnd(job_id, Delivery(), result=RESULT)).first
+
+
+@pytest.mark.parametrize("ran", [0, 1, 2, 3])
+def test_a_worker_killed_anywhere_in_the_hooks_still_gets_its_job_called_back(
+    hooks: JobEndHooks, results: Path, ran: int
+) -> None:
+    # A worker killed after the first `ran` hooks (kill -9 leaves no later hook run), then
+    # the job redelivered to another worker: the webhook must still go out, once per id.
+    # With the once-only mark and the outbox write apart, a kill between them lost it.
+    job_id = str(uuid.uuid4())
+    with webhook_receiver() as receiver:
+        delivery = Delivery(str(results), ("txt",), receiver.url + "/hook")
+        JobEndHooks(hooks.hooks[:ran]).after_job(JobEnd(job_id, delivery, result=RESULT))
+        hooks.after_job(JobEnd(job_id, delivery, result=RESULT))  # the redelivery, with every hook
+        receiver.wait_for(1)
+        time.sleep(1.0)
+        ids = {call.headers["X-Farm-Delivery"] for call in receiver.deliveries}
+    assert len(ids) == 1, receiver.deliveries

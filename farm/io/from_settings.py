@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from farm.io.job_end import JobEndHooks, Metrics, OnceOnly, ResultFiles, Webhook
+from farm.io.job_end import JobEndHooks, Metrics, OnceOnly, ResultFiles
 from farm.io.metrics import Recorder
 from farm.io.outbox import Outbox, OutboxPolicy
 from farm.io.roots import Roots
@@ -43,14 +43,14 @@ def roots_from(settings: Settings) -> Roots:
 
 
 def job_end_hooks(settings: Settings) -> JobEndHooks:
-    """Result files, metrics, the once-only guard and the webhook, in the order they must run."""
+    """Result files, metrics, then the once-only guard with the webhook, in the order they must run."""
     where = RedisSettings.from_settings(settings)
     return JobEndHooks(
         [
             ResultFiles(s3_config(settings), roots_from(settings), settings.output_uri),
             Metrics(Recorder(where)),  # waits out a Redis restart, so the guard after it finds Redis back
-            OnceOnly(where, settings.result_expires),  # after the files: a failed write is retried, then announced
-            Webhook(outbox(settings), signed=bool(settings.webhook_secret)),
+            # after the files: a failed write is retried, then announced (and called back, in one step)
+            OnceOnly(where, settings.result_expires, outbox(settings), signed=bool(settings.webhook_secret)),
         ]
     )
 

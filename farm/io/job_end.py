@@ -21,6 +21,7 @@ from farm.io.outbox import Outbox
 from farm.io.roots import Roots
 from farm.io.storage import S3Config
 from farm.io.webhooks import JobEvent, build, job_event
+from farm.io.webhooks import Webhook as HttpCall
 from farm.job.result import Result
 from farm.job.spec import Delivery
 from farm.queue.connections import RedisSettings, shared_redis
@@ -81,23 +82,39 @@ class ResultFiles(Hook):
 
 @dataclass(frozen=True)
 class OnceOnly(Hook):
-    """Marks a job's first announced end: a redelivered job or a second failing part is not."""
+    """Marks a job's first announced end and, in the same Redis call, queues its webhook in
+    the durable outbox: a redelivered job or a second failing part is not announced again,
+    and a worker killed between the mark and the webhook cannot leave a job marked but
+    never called back."""
 
     where: RedisSettings
     ttl_s: int
+    outbox: Outbox | None = None
+    signed: bool = False  # the outbox keeps no secret: whichever process sends it signs it afresh
 
     def after_job(self, end: JobEnd) -> JobEnd:
-        return end if end.part else replace(end, first=self.first(end.job_id))
+        if end.part:
+            return end
+        webhook = build(end.delivery.callback_url, _event(end), "") if end.delivery.callback_url else None
+        return replace(end, first=self.first(end.job_id, webhook))
 
-    def first(self, job_id: str) -> bool:
+    def first(self, job_id: str, webhook: HttpCall | None = None) -> bool:
         if not job_id:
+            self._put(webhook)
             return True
+        key = ENDED_KEY.format(job_id=job_id)
         try:
-            key = ENDED_KEY.format(job_id=job_id)
+            if webhook is not None and self.outbox is not None:
+                return self.outbox.put_first(key, self.ttl_s, webhook, self.signed)
             return bool(shared_redis(self.where).set(key, 1, nx=True, ex=self.ttl_s))
         except (redis.RedisError, OSError) as exc:
             log.warning("cannot check whether job %s was announced: %s", job_id, exc)
-            return True
+        self._put(webhook)  # announced, as before the guard could tell; the outbox write may raise
+        return True
+
+    def _put(self, webhook: HttpCall | None) -> None:
+        if webhook is not None and self.outbox is not None:
+            self.outbox.put(webhook, signed=self.signed)
 
 
 @dataclass(frozen=True)
@@ -118,19 +135,6 @@ def _updates(end: JobEnd) -> list[Update]:
     # A merged result's audio was counted part by part; a part is not a job.
     audio = audio_updates(end.result) if "parts" not in end.result else []
     return audio if end.part else [*audio, success_update()]
-
-
-@dataclass(frozen=True)
-class Webhook(Hook):
-    """A POST to the job's callback_url, once per job, through the durable outbox."""
-
-    outbox: Outbox
-    signed: bool  # the outbox keeps no secret: whichever process sends it signs it afresh
-
-    def after_job(self, end: JobEnd) -> JobEnd:
-        if end.first and end.delivery.callback_url:
-            self.outbox.put(build(end.delivery.callback_url, _event(end), ""), signed=self.signed)
-        return end
 
 
 def _event(end: JobEnd) -> JobEvent:

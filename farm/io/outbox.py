@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from farm.constants import WEBHOOK_KEY, WEBHOOK_OUTBOX_KEY
 from farm.io.webhooks import DELIVERY_HEADER, MAX_BACKOFF_S, TIMEOUT_S, Webhook, attempt, host, signed
@@ -36,6 +37,14 @@ local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return redis.call('HGETALL', KEYS[2])
+"""
+# Mark a job's end as announced and queue its webhook in one step, or do neither.
+_PUT_FIRST = """
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], 'url', ARGV[2], 'body', ARGV[3], 'headers', ARGV[4], 'attempts', 0, 'signed', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[8])
+return 1
 """
 
 
@@ -64,22 +73,21 @@ class Outbox:
         """Queue ``webhook`` for delivery now; return its delivery id."""
         delivery_id = webhook.headers[DELIVERY_HEADER]
         key = WEBHOOK_KEY.format(delivery_id=delivery_id)
-        headers = json.dumps(webhook.headers)
         pipe = self.redis.pipeline()
-        pipe.hset(
-            key,
-            mapping={
-                "url": webhook.url,
-                "body": webhook.body,
-                "headers": headers,
-                "attempts": 0,
-                "signed": int(signed),
-            },
-        )
+        pipe.hset(key, mapping=_fields(webhook, signed))
         pipe.expire(key, self.policy.ttl_s)
         pipe.zadd(WEBHOOK_OUTBOX_KEY, {delivery_id: time.time()})
         pipe.execute()
         return delivery_id
+
+    def put_first(self, marker: str, marker_ttl_s: int, webhook: Webhook, signed: bool) -> bool:
+        """Set ``marker`` unless it is set, and queue ``webhook`` in the same step; return
+        whether this call set it. A process killed in between cannot leave one without the other."""
+        delivery_id = webhook.headers[DELIVERY_HEADER]
+        fields = _fields(webhook, signed)
+        keys = [marker, WEBHOOK_KEY.format(delivery_id=delivery_id), WEBHOOK_OUTBOX_KEY]
+        argv = [marker_ttl_s, fields["url"], fields["body"], fields["headers"], fields["signed"]]
+        return bool(self.redis.eval(_PUT_FIRST, 3, *keys, *argv, self.policy.ttl_s, time.time(), delivery_id))
 
     def pending(self) -> int:
         return int(self.redis.zcard(WEBHOOK_OUTBOX_KEY))
@@ -171,6 +179,11 @@ class Drainer:
             drain(self.outbox, self.secret, pool)
         except (redis.RedisError, OSError) as exc:
             log.warning("cannot drain the webhook outbox: %s", exc)  # Redis away: next round
+
+
+def _fields(webhook: Webhook, signed: bool) -> dict[FieldT, EncodableT]:
+    headers = json.dumps(webhook.headers)
+    return {"url": webhook.url, "body": webhook.body, "headers": headers, "attempts": 0, "signed": int(signed)}
 
 
 def _pending(raw: list[Any]) -> Pending:
