@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Transcribe FILES (audio files, directories of them, or s3:// URIs) and print or write the results.",
     ),
     "submit": ("jobs", "Queue FILES (audio files, directories of them, or s3:// URIs) and print one job id per line."),
-    "status": ("jobs", 'Show a job\'s state and progress ("unknown" for an id nobody submitted).'),
+    "status": ("jobs", "Show a job's state, progress and text so far (an id nobody submitted is an error)."),
     "result": ("jobs", "Wait for a job and print its result."),
     "worker": ("serving", "Start one worker process per device (GPUs, else the CPU) and supervise them."),
     "up": ("serving", "Run a local farm in the foreground: Redis (if none answers), workers and Flower."),

@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from farm.errors import (
 from farm.io.delivery import presigned_urls
 from farm.io.from_settings import s3_config
 from farm.io.storage import S3Storage, local_file, staging_uri
+from farm.job.progress import PartialText, partial_text
 from farm.job.spec import Delivery, job_message, parse_delivery, parse_options
 from farm.job.transcript import TranscribeOptions
 from farm.queue.broker import celery_config
@@ -74,6 +75,10 @@ class JobStatus:
     percent: float
     error: str | None = None
     error_type: str | None = None  # the worker's exception class, e.g. "AudioDecodeError"
+    # While it runs: the end of the text decoded so far (it grows a decode pass at a time),
+    # starting at character ``text_offset`` of the job's text.
+    text: str = ""
+    text_offset: int = 0
 
     @property
     def done(self) -> bool:
@@ -98,7 +103,9 @@ class Job:
         name = _STATES.get(state, state.lower())
         if name not in ("succeeded", "failed", "cancelled"):
             name = self._pending_state(name)
-        return JobStatus(self.id, name, _percent(state, info), _error(state, info), error_type)
+        partial = partial_text(info) if state == PROGRESS_STATE else PartialText()
+        status = JobStatus(self.id, name, _percent(state, info), _error(state, info), error_type)
+        return replace(status, text=partial.text, text_offset=partial.offset)
 
     def _pending_state(self, state: str) -> str:
         # The backend says PENDING for an id nobody submitted, and keeps "queued" for a

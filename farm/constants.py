@@ -38,6 +38,8 @@ GPU_QUEUE_FORMAT = "farm.gpu{index}"
 
 # Custom Celery state while a job reports how much of its audio is done.
 PROGRESS_STATE = "PROGRESS"
+# A progress report carries at most the last this many characters of the text so far.
+PROGRESS_TEXT_CHARS = 2000
 
 # ISO 639-1 codes (plus haw and yue) that multilingual Whisper models know.
 LANGUAGES = (

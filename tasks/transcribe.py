@@ -17,8 +17,9 @@ from celery.signals import task_failure
 
 from farm.constants import FANOUT_PROGRESS_KEY, MERGE_PARTS_TASK, PROGRESS_STATE, TRANSCRIBE_PART_TASK, TRANSCRIBE_TASK
 from farm.errors import FarmError, InvalidJobError, JobTimeoutError, RetryableError
-from farm.inference.pipeline import FanOut, run_job
+from farm.inference.pipeline import FanOut, JobProgressCallback, run_job
 from farm.io.job_end import JobEnd
+from farm.job.progress import JobProgress, progress_meta
 from farm.job.result import Result, merge_parts
 from farm.job.spec import JobSpec, PartSpec, failed_job, part_message
 from farm.queue.connections import RedisSettings
@@ -117,25 +118,29 @@ def _guarded(call: Callable[[], T]) -> T:
         raise JobTimeoutError(f"timed out: the job ran longer than soft_time_limit ({limit} s)") from exc
 
 
-def _progress(task: Task, task_id: str) -> Callable[[float], None]:
-    def report(percent: float) -> None:
-        if percent >= 100:
+def _progress(task: Task, task_id: str) -> JobProgressCallback:
+    def report(progress: JobProgress) -> None:
+        if progress.percent >= 100:
             # SUCCESS follows at once and reads as 100 %; for a short clip this write and
             # the 0 % one (no longer made) were a fifth of what the queue added.
             return
-        task.update_state(task_id=task_id, state=PROGRESS_STATE, meta={"percent": round(percent, 1)})
+        task.update_state(task_id=task_id, state=PROGRESS_STATE, meta=progress_meta(progress))
 
     return report
 
 
-def _part_progress(task: Task, part: PartSpec) -> Callable[[float], None]:
-    """Report the share of the whole file done, summed over its parts, on the parent job."""
+def _part_progress(task: Task, part: PartSpec) -> JobProgressCallback:
+    """Report the share of the whole file done, summed over its parts, on the parent job.
+
+    Percent only: parts decode at once on several workers, so the text so far would be
+    the parts' texts in order up to the first unfinished one, and the merge may change
+    where they join."""
     key = FANOUT_PROGRESS_KEY.format(job_id=part.parent)
     length = part.end - part.start
     redis = task.backend.client
 
-    def report(percent: float) -> None:
-        redis.hset(key, str(part.index), percent / 100 * length)
+    def report(progress: JobProgress) -> None:
+        redis.hset(key, str(part.index), progress.percent / 100 * length)
         redis.expire(key, worker_settings().result_expires)
         done = sum(float(v) for v in redis.hvals(key))
         share = 100 * done / max(part.total, 1e-6)

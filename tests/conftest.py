@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
 JFK = EVAL / "openai_whisper" / "jfk.flac"
 JFK_PHRASE = "ask not what your country can do for you"
+LJSPEECH = EVAL / "longform" / "ljspeech_LJ001-0001_to_0032.flac"
+LONG_CLIP_S = 90  # three 30 s windows: faster-whisper's long-form path reports after each
 
 
 def eval_rows() -> list[dict[str, object]]:
@@ -203,6 +205,18 @@ def own_farm(
         farm.stop()
         if server is not None:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 90 s of the LJSpeech long-form file, as FLAC (under the API tests' upload limit)."""
+    from farm.inference import audio
+    from tests.test_audio import encode
+
+    samples = audio.decode(LJSPEECH.read_bytes(), 0.0, LONG_CLIP_S, LJSPEECH.name)
+    target = tmp_path_factory.mktemp("long") / "ljspeech_90s.flac"
+    encode(samples, 16000, target, "flac", "flac", 1)
+    return target
 
 
 @pytest.fixture()

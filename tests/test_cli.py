@@ -76,6 +76,12 @@ def test_submit_status_result(env: dict[str, str]) -> None:
     assert status.stdout.split()[:3] == [job_id, "succeeded", "100%"]
 
 
+def test_status_of_an_unknown_id_says_so(env: dict[str, str]) -> None:
+    done = farm("status", "not-a-job", env=env)
+    assert done.returncode != 0 and "%" not in done.stdout + done.stderr
+    assert "no job not-a-job" in done.stderr, done
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

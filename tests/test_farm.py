@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.client import Client
+from farm.client import Client, JobStatus
 from farm.config import Settings
 from farm.errors import InvalidJobError, JobFailedError, StorageNotFoundError, UnknownLanguageError
 from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise, own_farm
@@ -34,6 +34,22 @@ def test_progress_is_reported_while_running(client: Client) -> None:
         time.sleep(0.1)
     assert status.state == "succeeded"
     assert any(0 < p < 100 for p in seen), seen
+
+
+def test_progress_carries_the_text_decoded_so_far(client: Client, long_clip: Path) -> None:
+    # 90 s goes through faster-whisper's long-form loop, which yields each 30 s window's
+    # segments as it decodes them (a clip of one window reports only at its end).
+    job = client.submit(long_clip, beam_size=1)
+    running: list[JobStatus] = []
+    deadline = time.monotonic() + 300
+    while not (status := job.status()).done and time.monotonic() < deadline:
+        if status.state == "started":
+            running.append(status)
+        time.sleep(0.1)
+    text = job.result(timeout=10)["text"]
+    partial = [s for s in running if s.text and 0 < s.percent < 100]
+    assert partial, running
+    assert all(text[s.text_offset :].startswith(s.text) for s in partial)  # what it said so far, it still says
 
 
 def test_non_audio_fails_clearly_and_worker_serves_next_job(client: Client, tmp_path: Path) -> None:

@@ -20,9 +20,11 @@ from farm.commands.signals import stop_on_signals
 from farm.commands.waiting import QueueWatch
 from farm.config import get_settings
 from farm.constants import AUDIO_SUFFIXES, OUTPUT_FORMATS, SHARED_QUEUE
-from farm.errors import FarmError, InvalidJobError, JobTimeoutError
+from farm.errors import FarmError, InvalidJobError, JobNotFoundError, JobTimeoutError
 from farm.job.formats import render
 from farm.queue.consumers import consumers
+
+STATUS_TEXT_CHARS = 200  # the end of a running job's text that `farm status` shows
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,24 @@ def _tell_if_unconsumed(client: Client, queue: str) -> None:
 @click.argument("job_id")
 @friendly_errors
 def status(job_id: str) -> None:
-    """Show a job's state and progress ("unknown" for an id nobody submitted)."""
+    """Show a job's state, progress and text so far (an id nobody submitted is an error)."""
     client = Client(answering_broker(get_settings()))
-    job = client.job(job_id)
-    current = job.status()
-    line = f"{current.id} {current.state} {current.percent:.0f}%"
-    click.echo(line + (f" {current.error}" if current.error else "") + _idle_queue(client, job, current.state))
-    client.close()
+    try:
+        job = client.job(job_id)
+        current = job.status()
+        if current.state == "unknown":
+            raise JobNotFoundError(f"no job {job_id} (never submitted, or its records expired)")
+        line = f"{current.id} {current.state} {current.percent:.0f}%"
+        click.echo(line + (f" {current.error}" if current.error else "") + _idle_queue(client, job, current.state))
+        if current.text:
+            click.echo(_text_so_far(current.text, current.text_offset))
+    finally:
+        client.close()
+
+
+def _text_so_far(text: str, offset: int) -> str:
+    shown = text[-STATUS_TEXT_CHARS:]
+    return ("..." if offset or len(shown) < len(text) else "") + shown
 
 
 def _idle_queue(client: Client, job: Job, state: str) -> str:

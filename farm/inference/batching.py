@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from farm.errors import JobTimeoutError, ResourceExhaustedError
 from farm.inference import packing, vad
-from farm.inference.engines.base import Engine, ProgressCallback
+from farm.inference.engines.base import Engine, Progress, ProgressCallback
 from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.job.transcript import TranscribeOptions, Transcript
 
@@ -334,11 +334,11 @@ def _stoppable(request: _Request) -> ProgressCallback:
     jobs queued behind instead of finishing a long file nobody waits for.
     """
 
-    def report(seconds: float) -> None:
+    def report(progress: Progress) -> None:
         if request.abandoned.is_set():
             raise JobTimeoutError("abandoned: the job stopped waiting for its transcript")
         if request.on_progress is not None:
-            request.on_progress(seconds)
+            request.on_progress(progress)
 
     return report
 

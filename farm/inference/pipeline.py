@@ -10,21 +10,23 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from farm.inference import audio as audio_io
 from farm.inference import chunking, vad
-from farm.inference.engines.base import ProgressCallback, TranscribeOptions
+from farm.inference.engines.base import Progress, ProgressCallback, TranscribeOptions
 from farm.inference.signal import Audio
 from farm.io.roots import Roots, check_output_directory
 from farm.io.storage import S3Config, storage_for
 from farm.job.languages import check_english_only
+from farm.job.progress import JobProgress
 from farm.job.result import Result, result_payload
 from farm.job.spec import JobSpec, PartSpec, parse_job
-from farm.job.transcript import Segment, Transcript
+from farm.job.transcript import Segment, Transcript, joined_text
 
-# Called with the percentage (0-100) of the job's audio done.
-PercentCallback = Callable[[float], None]
+# Called with the share of the job's audio done and its text so far, at most every 0.5 s.
+JobProgressCallback = Callable[[JobProgress], None]
+T = TypeVar("T")
 
 
 class Transcriber(Protocol):
@@ -79,13 +81,13 @@ class Runtime:
         return parse_job(message, self.defaults, self.inline_limit)
 
 
-def run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id: str = "") -> Result | FanOut:
+def run_job(spec: JobSpec, runtime: Runtime, on_progress: JobProgressCallback, job_id: str = "") -> Result | FanOut:
     """Transcribe the job's audio, or (for a long file) say how to split it into parts."""
     with runtime.transcriber.job():
-        return _run_job(spec, runtime, on_percent, job_id)
+        return _run_job(spec, runtime, on_progress, job_id)
 
 
-def _run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_id: str) -> Result | FanOut:
+def _run_job(spec: JobSpec, runtime: Runtime, on_progress: JobProgressCallback, job_id: str) -> Result | FanOut:
     started = time.perf_counter()
     if not runtime.multilingual:
         check_english_only(runtime.model, spec.options.language, spec.options.task)
@@ -93,20 +95,25 @@ def _run_job(spec: JobSpec, runtime: Runtime, on_percent: PercentCallback, job_i
     samples = load_audio(spec, runtime.s3, runtime.roots)
     if spec.part is None and runtime.fanout is not None and audio_io.duration(samples) > runtime.fanout.above_s:
         return _fan_out(samples, runtime.fanout, job_id)
-    transcript = _transcribe(samples, spec, runtime, on_percent)
+    transcript = _transcribe(samples, spec, runtime, on_progress)
     if spec.part is not None:
         transcript = shifted(transcript, spec.part.start)
     return result_payload(transcript, spec, runtime.engine_name, runtime.model, time.perf_counter() - started)
 
 
-def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_percent: PercentCallback) -> Transcript:
+def _transcribe(samples: Audio, spec: JobSpec, runtime: Runtime, on_progress: JobProgressCallback) -> Transcript:
     seconds = max(audio_io.duration(samples), 1e-6)
-    report = _throttled(lambda done: on_percent(min(100.0, 100.0 * done / seconds)))
+
+    def job_progress(progress: Progress) -> None:
+        on_progress(JobProgress(min(100.0, 100.0 * progress.seconds / seconds), joined_text(progress.segments)))
+
+    report = _throttled(job_progress)
     transcript = runtime.transcriber.transcribe(samples, spec.options, report, runtime.timeout_s)
     if vad.looks_doubtful(transcript) and vad.available():
         transcript = vad.without_invented_text(transcript, samples)
-    on_percent(100.0)
-    return within(transcript, audio_io.duration(samples))
+    transcript = within(transcript, audio_io.duration(samples))
+    on_progress(JobProgress(100.0, transcript.text))
+    return transcript
 
 
 def _fan_out(samples: Audio, policy: FanoutPolicy, job_id: str) -> FanOut:
@@ -146,12 +153,12 @@ def load_audio(spec: JobSpec, s3: S3Config, roots: Roots) -> Audio:
     return audio_io.decode(storage_for(spec.audio, s3, roots).read(spec.audio), start, end, spec.name)
 
 
-def _throttled(report: Callable[[float], None], min_interval: float = 0.5) -> Callable[[float], None]:
+def _throttled(report: Callable[[T], None], min_interval: float = 0.5) -> Callable[[T], None]:
     # Each report is a Redis write; a long file yields hundreds of segments. The first
     # waits a whole interval too, so a short clip makes no write before its result.
     last = [time.monotonic()]
 
-    def maybe_report(done: float) -> None:
+    def maybe_report(done: T) -> None:
         now = time.monotonic()
         if now - last[0] >= min_interval:
             last[0] = now

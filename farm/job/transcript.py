@@ -3,6 +3,7 @@ so producers (which install no numeric stack) share them with workers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,4 +67,9 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return "".join(segment.text for segment in self.segments).strip()
+        return joined_text(self.segments)
+
+
+def joined_text(segments: Sequence[Segment]) -> str:
+    """The text of ``segments`` as a transcript says it; a prefix of segments gives a prefix of it."""
+    return "".join(segment.text for segment in segments).strip()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 import srt
 import webvtt
+from celery.result import AsyncResult
 
+from farm.client import Client
+from farm.config import Settings
 from tests.api.conftest import TOKEN
 from tests.conftest import EVAL, JFK_PHRASE, normalise
 
@@ -113,6 +118,22 @@ def test_stream_answers_transcript_text_events(sdk: openai.OpenAI) -> None:
     assert "".join(e.delta for e in deltas) == done.text and JFK_PHRASE in normalise(done.text)
     with pytest.raises(openai.BadRequestError, match="response_format json or text"), open(JFK_MP3, "rb") as audio:
         sdk.audio.transcriptions.create(file=audio, model="whisper-1", stream=True, response_format="srt")
+
+
+def test_stream_sends_text_while_the_job_decodes(sdk: openai.OpenAI, long_clip: Path, api_settings: Settings) -> None:
+    # 90 s: faster-whisper's long-form loop decodes it window by window (30 s each).
+    with open(long_clip, "rb") as audio:
+        raw = sdk.audio.transcriptions.with_raw_response.create(
+            file=audio, model="whisper-1", stream=True, extra_body=FAST
+        )
+    arrivals = [(datetime.now(UTC), event) for event in raw.parse()]
+    *deltas, (_, done) = arrivals
+    assert isinstance(done, openai.types.audio.TranscriptionTextDoneEvent)
+    assert len(deltas) >= 2 and "".join(event.delta for _, event in deltas) == done.text
+    client = Client(api_settings)
+    finished = AsyncResult(raw.headers["x-job-id"], app=client.app).date_done
+    client.close()
+    assert finished is not None and deltas[0][0] < finished.replace(tzinfo=finished.tzinfo or UTC)
 
 
 def test_a_failed_streamed_job_raises_its_error(sdk: openai.OpenAI) -> None:

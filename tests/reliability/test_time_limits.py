@@ -27,7 +27,7 @@ from farm.config import Settings
 from farm.errors import JobFailedError, JobTimeoutError
 from farm.inference.batching import Batcher, BatchPolicy
 from farm.inference.engines import load_engine
-from farm.inference.engines.base import Engine, ProgressCallback, TranscribeOptions
+from farm.inference.engines.base import Engine, Progress, ProgressCallback, TranscribeOptions
 from farm.inference.signal import Audio
 from farm.job.transcript import Transcript
 from farm.serve.runtime import engine_config
@@ -180,10 +180,10 @@ class SegmentSpy:
         reached: list[float] = []
         self.calls.append(reached)
 
-        def spy(seconds: float) -> None:
-            reached.append(seconds)
+        def spy(progress: Progress) -> None:
+            reached.append(progress.seconds)
             if on_progress is not None:
-                on_progress(seconds)
+                on_progress(progress)
 
         return self.engine.transcribe(batch, options, spy)
 

@@ -24,12 +24,23 @@ from farm.job.transcript import (
 )
 
 __all__ = [
-    "Engine", "EngineConfig", "ProgressCallback", "Segment",
+    "Engine", "EngineConfig", "Progress", "ProgressCallback", "Segment",
     "Task", "Timings", "TranscribeOptions", "Transcript", "Word",
 ]  # fmt: skip
 
-# Called with the seconds of audio decoded so far, summed over the batch.
-ProgressCallback = Callable[[float], None]
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an engine has got: the seconds of audio decoded so far, summed over the
+    batch, and the segments decoded so far where the engine knows them (for the clip in
+    progress; jobs call with one clip). CTranslate2 learns text once per decode pass, so
+    the segments grow a window at a time, never a token at a time."""
+
+    seconds: float
+    segments: tuple[Segment, ...] = ()
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy.typing as npt
 
 from farm.inference.engines.base import (
     EngineConfig,
+    Progress,
     ProgressCallback,
     Segment,
     Timings,
@@ -60,7 +62,7 @@ class CTranslate2Engine:
             results.update(zip(windowed, self._transcribe_windows([batch[i] for i in windowed], options), strict=True))
         done = sum(len(batch[i]) for i in windowed) / SAMPLE_RATE
         if windowed and on_progress is not None:
-            on_progress(done)
+            on_progress(Progress(done, results[windowed[-1]].segments))
         for index, audio in enumerate(batch):
             if index not in results:
                 results[index] = self._transcribe_one(audio, options, _offset_progress(on_progress, done))
@@ -87,7 +89,7 @@ class CTranslate2Engine:
         started = time.perf_counter()
         with translate_failure():
             segments, info = self.model.transcribe(audio, **_fw_kwargs(options))
-            decoded = _segments(_reporting(segments, on_progress))
+            decoded = tuple(_reporting(_segments(segments), on_progress))
         return Transcript(
             segments=decoded,
             language=info.language,
@@ -122,8 +124,8 @@ def _fw_kwargs(options: TranscribeOptions) -> dict[str, Any]:
     }
 
 
-def _segments(segments: Iterable[Any]) -> tuple[Segment, ...]:
-    return tuple(
+def _segments(segments: Iterable[Any]) -> Iterator[Segment]:
+    return (
         Segment(
             id=index,
             start=float(seg.start),
@@ -143,14 +145,16 @@ def _word(word: Any) -> Word:
     return Word(float(word.start), float(word.end), word.word, float(word.probability))
 
 
-def _reporting(segments: Iterable[Any], on_progress: ProgressCallback) -> Iterator[Any]:
-    # faster-whisper decodes lazily: each yielded segment is real progress.
+def _reporting(segments: Iterable[Segment], on_progress: ProgressCallback) -> Iterator[Segment]:
+    # faster-whisper decodes lazily, a 30 s window per pass: each yielded segment is real progress.
+    so_far: list[Segment] = []
     for segment in segments:
-        on_progress(float(segment.end))
+        so_far.append(segment)
+        on_progress(Progress(segment.end, tuple(so_far)))
         yield segment
 
 
 def _offset_progress(on_progress: ProgressCallback | None, offset: float) -> ProgressCallback:
     if on_progress is None:
-        return lambda _seconds: None
-    return lambda seconds: on_progress(offset + seconds)
+        return lambda _progress: None
+    return lambda progress: on_progress(replace(progress, seconds=offset + progress.seconds))

@@ -30,6 +30,7 @@ from transformers import (
 from farm.errors import ConfigError, ModelNotFoundError, ResourceExhaustedError, UnknownLanguageError
 from farm.inference.engines.base import (
     EngineConfig,
+    Progress,
     ProgressCallback,
     Segment,
     Timings,
@@ -99,7 +100,7 @@ class TransformersEngine:
             output = self._generate(inputs, options, [code for code, _ in languages], on_progress)
         elapsed = time.perf_counter() - started
         if on_progress is not None:
-            on_progress(sum(inputs.durations))
+            on_progress(Progress(sum(inputs.durations)))
         return [
             Transcript(
                 segments=self._segments(raw, duration),
@@ -265,7 +266,7 @@ def _generate_kwargs(options: TranscribeOptions) -> dict[str, Any]:
 def _progress_reporter(on_progress: ProgressCallback) -> Any:
     def report(progress: torch.Tensor) -> None:
         seek, total = progress[:, 0], progress[:, 1]
-        on_progress(float(torch.minimum(seek, total).sum()) * _FRAME_S)
+        on_progress(Progress(float(torch.minimum(seek, total).sum()) * _FRAME_S))
 
     return report
 
