@@ -47,6 +47,8 @@ def job_info(state: ApiState, job_id: str, entry: Entry | None, with_outputs: bo
         id=job_id,
         status="queued" if status.state == "unknown" else status.state,  # type: ignore[arg-type]
         progress=status.percent,
+        text=status.text,
+        text_offset=status.text_offset,
         name=entry.name if entry else "",
         created_at=entry.created_at if entry else None,
         error=status.error,

@@ -66,6 +66,10 @@ class JobInfo(BaseModel):
     id: str
     status: JobState
     progress: float = Field(description="percent of the audio done, 0-100")
+    text: str = Field(
+        "", description="while the job runs: the end of the text decoded so far, a decode pass (30 s window) at a time"
+    )
+    text_offset: int = Field(0, description="where `text` starts in the job's text (its start is cut on long files)")
     name: str = ""
     created_at: float | None = Field(None, description="Unix time the API accepted the job")
     error: str | None = None

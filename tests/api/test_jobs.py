@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,20 @@ def wait_done(http: httpx.Client, job_id: str, timeout: float = 120) -> dict[str
 
 def upload(http: httpx.Client, content: bytes, name: str = "jfk.mp3", **form: Any) -> httpx.Response:
     return http.post("/v1/jobs", files={"file": (name, content)}, data={"beam_size": "1", **form})
+
+
+def test_a_running_job_shows_its_text_so_far(http: httpx.Client, long_clip: Path) -> None:
+    job = upload(http, long_clip.read_bytes(), name=long_clip.name).json()
+    running = []
+    deadline = time.monotonic() + 300
+    while (info := http.get(f"/v1/jobs/{job['id']}").json())["status"] in ("queued", "started"):
+        assert time.monotonic() < deadline, info
+        running.append(info)
+        time.sleep(0.1)
+    text = http.get(f"/v1/jobs/{job['id']}/result").json()["text"]
+    partial = [i for i in running if i["text"] and 0 < i["progress"] < 100]
+    assert partial and all(text[i["text_offset"] :].startswith(i["text"]) for i in partial)
+    assert info["text"] == "" and info["text_offset"] == 0  # once done, the result has it
 
 
 def test_upload_follow_fetch_and_list(http: httpx.Client) -> None:
