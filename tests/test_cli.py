@@ -20,9 +20,10 @@ import redis
 import srt
 import webvtt
 
+from farm.client import Client
 from farm.config import Settings
 from farm.serve.redis_server import free_port, start_redis
-from tests.conftest import EVAL, JFK, JFK_PHRASE, ROOT, WorkerProcess, normalise, worker_env
+from tests.conftest import EVAL, JFK, JFK_PHRASE, LJSPEECH, ROOT, WorkerProcess, normalise, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +75,21 @@ def test_submit_status_result(env: dict[str, str]) -> None:
     assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
     status = farm("status", job_id, env=env)
     assert status.stdout.split()[:3] == [job_id, "succeeded", "100%"]
+
+
+def test_status_shows_a_running_jobs_text_so_far(env: dict[str, str], farm_settings: Settings) -> None:
+    client = Client(farm_settings)
+    job = client.submit(LJSPEECH, language="en")  # 231 s: faster-whisper's long-form loop, a window per pass
+    deadline = time.monotonic() + 300
+    while not (current := job.status()).text and not current.done:
+        assert time.monotonic() < deadline, current
+        time.sleep(0.1)
+    shown = farm("status", job.id, env=env).stdout.splitlines()
+    text = job.result(timeout=300)["text"]
+    client.close()
+    assert shown[0].split()[1] in ("started", "succeeded"), shown
+    if shown[0].split()[1] == "started":  # the text's end, below the percent
+        assert len(shown) == 2 and shown[1].removeprefix("...") in text, shown
 
 
 def test_status_of_an_unknown_id_says_so(env: dict[str, str]) -> None:
