@@ -6,20 +6,25 @@ shares one word-timing state across the batch (a window's words then depend on i
 neighbours) and skips temperature fallback. This module drives the same CTranslate2
 calls the pipeline does (``encode``, ``detect_language``, ``generate`` with a prompt per
 window, ``align``) and keeps, per window, what ``WhisperModel.transcribe`` does for a
-clip of up to 30 s: temperature fallback, the no-speech skip and word timings that start
-afresh for each window. So a window's tokens do not depend on the batch it rides in.
+clip of up to 30 s: temperature fallback, the no-speech skip, word timings that start
+afresh for each window, and the seek: when a decode closes a segment before the end of
+the audio, the window is decoded again from that segment's end, with the text so far as
+the prompt. Each pass takes every window still short of its end through one encode and
+one generate. So a window's tokens do not depend on the batch it rides in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import ctranslate2
 import numpy as np
 import numpy.typing as npt
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import WhisperModel, get_compression_ratio, get_suppressed_tokens
+from faster_whisper.utils import get_end
 
 from farm.errors import UnknownLanguageError
 from farm.inference.engines.base import Segment, TranscribeOptions, Word
@@ -27,10 +32,17 @@ from farm.inference.engines.features import N_FRAMES, log_mel_frames, pad_or_tri
 from farm.inference.signal import SAMPLE_RATE, Audio
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # what one encoder window holds
+FRAMES_PER_SECOND = 100  # mel frames (10 ms hops)
+_SECONDS_PER_FRAME = 160 / SAMPLE_RATE  # as faster-whisper computes its time offsets
 _BEST_OF = 5  # faster-whisper's defaults for what TranscribeOptions does not carry
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1.0 s in 0.02 s steps
+_PROMPT_RESET_ON_TEMPERATURE = 0.5
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
+
+# After each pass, per window decoded in it: (its index in the batch, seconds of it
+# decoded so far, all its segments so far).
+PassCallback = Callable[[int, float, tuple[Segment, ...]], None]
 
 
 @dataclass(frozen=True)
@@ -44,14 +56,29 @@ class WindowResult:
 
 @dataclass
 class _Window:
-    frames: int  # mel frames of real audio (faster-whisper's content_frames)
+    mel: npt.NDArray[np.float32]  # the clip's log-mel, cut to its content frames
     language: str = "en"
     language_probability: float = 1.0
-    decoded: _Decoded | None = None
+    seek: int = 0  # frames decoded so far
+    decoded: _Decoded | None = None  # this pass's decode
+    history: list[int] = field(default_factory=list)  # faster-whisper's all_tokens
+    reset_since: int = 0  # faster-whisper's prompt_reset_since
+    last_speech: float = 0.0  # faster-whisper's last_speech_timestamp
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def duration(self) -> float:
-        return self.frames / 100
+    def frames(self) -> int:
+        return int(self.mel.shape[-1])
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.frames
+
+    def features(self) -> npt.NDArray[np.float32]:
+        return pad_or_trim(self.mel[:, self.seek :])
+
+    def segments(self) -> tuple[Segment, ...]:
+        return tuple(_segment(i, raw) for i, raw in enumerate(self.kept))
 
 
 @dataclass(frozen=True)
@@ -63,28 +90,105 @@ class _Decoded:
     compression_ratio: float
 
 
+@dataclass
+class _Split:
+    """One window's decode in one pass, cut into segments at its timestamps."""
+
+    segments: list[dict[str, Any]]
+    seek: int  # where the next pass starts
+    single_ending: bool  # the decode ends on one timestamp: no speech after it
+
+
 def fits_one_window(audio: Audio) -> bool:
     return bool(len(audio) <= WINDOW_SAMPLES)
 
 
-def decode_windows(model: WhisperModel, batch: Sequence[Audio], options: TranscribeOptions) -> list[WindowResult]:
-    """Transcribe clips of up to 30 s each, the whole batch through each model call."""
+def decode_windows(
+    model: WhisperModel, batch: Sequence[Audio], options: TranscribeOptions, on_pass: PassCallback | None = None
+) -> list[WindowResult]:
+    """Transcribe clips of up to 30 s each, the whole batch through each model call.
+
+    ``on_pass`` hears of each window's progress after every pass (see ``PassCallback``).
+    """
     n_mels = int(model.model.n_mels)
-    mels = [log_mel_frames(audio, n_mels) for audio in batch]
-    windows = [_Window(frames=min(mel.shape[-1] - 1, N_FRAMES)) for mel in mels]
     # as faster-whisper: the mel's last frame (past the audio) is cut before the padding
-    features = np.stack([pad_or_trim(mel[:, : w.frames]) for mel, w in zip(mels, windows, strict=True)])
-    encoded = model.encode(features)
-    _set_languages(model, encoded, windows, options.language)
-    tokenizers = {w.language: _tokenizer(model, options, w.language) for w in windows}
-    _Fallback(model, features, windows, tokenizers, options).run(encoded)
-    segments = [_segments(model, tokenizers[w.language], w, options) for w in windows]
-    if options.word_timestamps:
-        _add_words(model, features, encoded, windows, segments, tokenizers)
-    return [
-        WindowResult(tuple(_segment(i, s) for i, s in enumerate(found)), w.language, w.language_probability)
-        for w, found in zip(windows, segments, strict=True)
-    ]
+    windows = [_Window(_content(log_mel_frames(audio, n_mels))) for audio in batch]
+    _Passes(model, windows, options, on_pass).run()
+    return [WindowResult(w.segments(), w.language, w.language_probability) for w in windows]
+
+
+def _content(mel: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return mel[:, : min(mel.shape[-1] - 1, N_FRAMES)]
+
+
+class _Passes:
+    """faster-whisper's seek loop, run for the batch: the first pass decodes every window,
+    each later one the windows whose decode stopped at a closed segment before their end."""
+
+    def __init__(
+        self, model: WhisperModel, windows: list[_Window], options: TranscribeOptions, on_pass: PassCallback | None
+    ) -> None:
+        self.model, self.windows, self.options, self.on_pass = model, windows, options, on_pass
+        self.tokenizers: dict[str, Tokenizer] = {}
+
+    def run(self) -> None:
+        pending = list(range(len(self.windows)))
+        while pending:
+            self._pass(pending)
+            pending = [i for i in pending if not self.windows[i].done]
+
+    def _pass(self, indexes: list[int]) -> None:
+        windows = [self.windows[i] for i in indexes]
+        features = np.stack([w.features() for w in windows])
+        encoded = self.model.encode(features)
+        if not self.tokenizers:
+            self._start(encoded)
+        _Fallback(self.model, features, windows, self.tokenizers, self.options).run(encoded)
+        splits = [self._split(w) for w in windows]
+        if self.options.word_timestamps:
+            _add_words(self.model, features, encoded, windows, splits, self.tokenizers)
+        for index, window, split in zip(indexes, windows, splits, strict=True):
+            self._keep(window, split)
+            if self.on_pass is not None:
+                self.on_pass(index, min(window.seek, window.frames) / FRAMES_PER_SECOND, window.segments())
+
+    def _start(self, encoded: Any) -> None:
+        """The first pass: each window's language, and the initial prompt as its history."""
+        _set_languages(self.model, encoded, self.windows, self.options.language)
+        self.tokenizers = {w.language: _tokenizer(self.model, self.options, w.language) for w in self.windows}
+        if self.options.initial_prompt:
+            for window in self.windows:
+                window.history = self.tokenizers[window.language].encode(" " + self.options.initial_prompt.strip())
+
+    def _split(self, window: _Window) -> _Split:
+        decoded = window.decoded
+        if decoded is None or _skipped(decoded, self.options):
+            return _Split([], window.frames, True)  # a silent window: faster-whisper skips to its end
+        size = window.frames - window.seek
+        found, seek, single_ending = self.model._split_segments_by_timestamps(
+            tokenizer=self.tokenizers[window.language],
+            tokens=decoded.tokens,
+            time_offset=window.seek * _SECONDS_PER_FRAME,
+            segment_size=size,
+            segment_duration=size * _SECONDS_PER_FRAME,
+            seek=window.seek,
+        )
+        return _Split(found, seek, single_ending)
+
+    def _keep(self, window: _Window, split: _Split) -> None:
+        decoded, tokenizer = window.decoded, self.tokenizers[window.language]
+        for segment in split.segments:
+            text = tokenizer.decode(segment["tokens"])
+            if segment["start"] != segment["end"] and text.strip():
+                window.kept.append({**segment, **_within(segment, window), "text": text, "decoded": decoded})
+                window.history.extend(segment["tokens"])
+        if decoded is not None and self._resets(decoded):
+            window.reset_since = len(window.history)
+        # a seek that does not move on would decode the same audio again: the window ends
+        window.seek = split.seek if split.seek > window.seek else window.frames
+
+    def _resets(self, decoded: _Decoded) -> bool:
+        return not self.options.condition_on_previous_text or decoded.temperature > _PROMPT_RESET_ON_TEMPERATURE
 
 
 def _set_languages(model: WhisperModel, encoded: Any, windows: list[_Window], requested: str | None) -> None:
@@ -106,8 +210,10 @@ def _tokenizer(model: WhisperModel, options: TranscribeOptions, language: str) -
 
 
 class _Fallback:
-    """faster-whisper's temperature fallback, run for the batch: each temperature decodes
-    only the windows the previous one failed (the first pass reuses the batch's encoding)."""
+    """faster-whisper's temperature fallback, run for one pass: each temperature decodes
+    only the windows the previous one failed, from the pass's encoding. CTranslate2 wants
+    the same prompt length across a ``generate`` call, so windows whose prompts (the text
+    they have so far) differ in length go through separate calls."""
 
     def __init__(
         self,
@@ -123,15 +229,19 @@ class _Fallback:
 
     def run(self, encoded: Any) -> None:
         pending = list(range(len(self.windows)))
-        for step, temperature in enumerate(self.options.temperatures or (0.0,)):
-            inputs = encoded if step == 0 else self.model.encode(self.features[pending])
-            pending = self._decode(inputs, pending, temperature)
+        for temperature in self.options.temperatures or (0.0,):
+            pending = sorted(i for group in self._groups(pending) for i in self._decode(encoded, group, temperature))
             if not pending:
                 return
         for index in pending:  # every temperature failed: keep the most likely try
             self.windows[index].decoded = self._best(self.tries[index])
 
-    def _decode(self, inputs: Any, indexes: list[int], temperature: float) -> list[int]:
+    def _groups(self, indexes: list[int]) -> list[list[int]]:
+        prompts = [len(self._prompt(self.windows[i])) for i in indexes]
+        return [[i for i, n in zip(indexes, prompts, strict=True) if n == length] for length in sorted(set(prompts))]
+
+    def _decode(self, encoded: Any, indexes: list[int], temperature: float) -> list[int]:
+        inputs = _rows(self.model, encoded, self.features, indexes)
         prompts = [self._prompt(self.windows[i]) for i in indexes]
         results = self.model.model.generate(inputs, prompts, **self._kwargs(temperature))
         failed = []
@@ -144,9 +254,8 @@ class _Fallback:
         return failed
 
     def _prompt(self, window: _Window) -> list[int]:
-        tokenizer = self.tokenizers[window.language]
-        previous = tokenizer.encode(" " + self.options.initial_prompt.strip()) if self.options.initial_prompt else []
-        return list(self.model.get_prompt(tokenizer, previous_tokens=previous))
+        previous = window.history[window.reset_since :]
+        return list(self.model.get_prompt(self.tokenizers[window.language], previous_tokens=previous))
 
     def _kwargs(self, temperature: float) -> dict[str, Any]:
         tokenizer = next(iter(self.tokenizers.values()))  # suppressed ids do not depend on the language
@@ -207,40 +316,11 @@ def _skipped(decoded: _Decoded, options: TranscribeOptions) -> bool:
     return options.log_prob_threshold is None or decoded.avg_logprob <= options.log_prob_threshold
 
 
-def _segments(
-    model: WhisperModel, tokenizer: Tokenizer, window: _Window, options: TranscribeOptions
-) -> list[dict[str, Any]]:
-    decoded = window.decoded
-    if decoded is None or _skipped(decoded, options):
-        return []
-    found, _seek, _single_ending = model._split_segments_by_timestamps(
-        tokenizer=tokenizer,
-        tokens=decoded.tokens,
-        time_offset=0.0,
-        segment_size=window.frames,
-        segment_duration=window.duration,
-        seek=0,
-    )
-    found += _tail(tokenizer, decoded.tokens, found, window.duration)
-    kept = []
-    for segment in found:
-        text = tokenizer.decode(segment["tokens"])
-        if segment["start"] != segment["end"] and text.strip():
-            kept.append({**segment, "text": text, "decoded": decoded})
-    return kept
-
-
-def _tail(
-    tokenizer: Tokenizer, tokens: list[int], found: list[dict[str, Any]], duration: float
-) -> list[dict[str, Any]]:
-    """Text after the last closed segment, which faster-whisper would seek back to and decode
-    again; a single pass keeps it as a segment that runs to the end of the window."""
-    rest = tokens[sum(len(segment["tokens"]) for segment in found) :]
-    if not any(token < tokenizer.eot for token in rest):
-        return []
-    stamps = [token - tokenizer.timestamp_begin for token in rest if token >= tokenizer.timestamp_begin]
-    start = min(stamps[0] * 0.02, duration) if stamps else (found[-1]["end"] if found else 0.0)
-    return [{"seek": 0, "start": start, "end": duration, "tokens": rest}]
+def _within(segment: dict[str, Any], window: _Window) -> dict[str, float]:
+    """The segment's times cut to the audio: a timestamp the model reads off the padding
+    (after a seek, the 30 s it sees run past the clip) would end a segment after the clip."""
+    end = window.frames * _SECONDS_PER_FRAME
+    return {"start": min(float(segment["start"]), end), "end": min(float(segment["end"]), end)}
 
 
 def _add_words(
@@ -248,23 +328,46 @@ def _add_words(
     features: npt.NDArray[np.float32],
     encoded: Any,
     windows: list[_Window],
-    segments: list[list[dict[str, Any]]],
+    splits: list[_Split],
     tokenizers: dict[str, Tokenizer],
 ) -> None:
-    """Word timings: one ``align`` call per language in the batch, then faster-whisper's
+    """Word timings for one pass: one ``align`` call per language in it, then faster-whisper's
     own clean-up run for each window on its own (its state is per clip)."""
     for language, tokenizer in tokenizers.items():
         indexes = [i for i, w in enumerate(windows) if w.language == language]
-        inputs = encoded if len(indexes) == len(windows) else model.encode(features[indexes])
-        text = [[t for s in segments[i] for t in s["tokens"] if t < tokenizer.eot] for i in indexes]
-        frames = [windows[i].frames for i in indexes]
+        if not indexes:
+            continue
+        inputs = _rows(model, encoded, features, indexes)
+        text = [[t for s in splits[i].segments for t in s["tokens"] if t < tokenizer.eot] for i in indexes]
+        frames = [windows[i].frames - windows[i].seek for i in indexes]
         alignments = model.find_alignment(tokenizer, text, inputs, frames)
         for index, alignment in zip(indexes, alignments, strict=True):
-            if segments[index]:
-                aligned = _Aligned(alignment, model.frames_per_second)
-                WhisperModel.add_word_timestamps(
-                    aligned, [segments[index]], tokenizer, None, [windows[index].frames], _PREPEND, _APPEND, 0.0
-                )
+            _time_words(windows[index], splits[index], _Aligned(alignment, model.frames_per_second), tokenizer)
+
+
+def _time_words(window: _Window, split: _Split, aligned: _Aligned, tokenizer: Tokenizer) -> None:
+    """faster-whisper's per-pass word clean-up, and its seek to the last word's end."""
+    if not split.segments:
+        return
+    size = window.frames - window.seek
+    WhisperModel.add_word_timestamps(
+        aligned, [split.segments], tokenizer, None, [size], _PREPEND, _APPEND, window.last_speech
+    )
+    last_word_end = get_end(split.segments)
+    if last_word_end is None:
+        return
+    if not split.single_ending and last_word_end > window.seek * _SECONDS_PER_FRAME:
+        split.seek = round(last_word_end * FRAMES_PER_SECOND)
+    window.last_speech = last_word_end
+
+
+def _rows(model: WhisperModel, encoded: Any, features: npt.NDArray[np.float32], rows: list[int]) -> Any:
+    """The encoder output of some of the batch's windows."""
+    if rows == list(range(int(encoded.shape[0]))):
+        return encoded
+    if encoded.device == "cpu":  # a copy of those rows: the same numbers, no second encode
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+    return model.encode(features[rows])
 
 
 class _Aligned:

@@ -1,8 +1,9 @@
 """The CTranslate2 back end, through faster-whisper: the default on CPU and GPU.
 
 Clips of up to 30 s (each packed window of the batcher is one) are decoded together:
-one encoder call for the batch, one ``generate`` with a prompt per window
-(``farm.inference.engines.ct2_windows``). Longer clips go through faster-whisper's own
+one encoder call per pass for the batch, one ``generate`` with a prompt per window, and
+a further pass for the windows Whisper stopped short of their end, as faster-whisper
+seeks (``farm.inference.engines.ct2_windows``). Longer clips go through faster-whisper's own
 sequential long-form loop, one at a time.
 """
 
@@ -26,7 +27,7 @@ from farm.inference.engines.base import (
     Transcript,
     Word,
 )
-from farm.inference.engines.ct2_windows import decode_windows, fits_one_window
+from farm.inference.engines.ct2_windows import PassCallback, decode_windows, fits_one_window
 from farm.inference.engines.failures import translate_failure
 from farm.inference.signal import SAMPLE_RATE, Audio
 
@@ -69,10 +70,14 @@ class CTranslate2Engine:
                 done += len(audio) / SAMPLE_RATE
         return [results[i] for i in range(len(batch))]
 
-    def _transcribe_windows(self, batch: list[Audio], options: TranscribeOptions) -> list[Transcript]:
+    def _transcribe_windows(
+        self, batch: list[Audio], options: TranscribeOptions, on_pass: PassCallback | None = None
+    ) -> list[Transcript]:
+        # on_pass: the hook for progress with segments (each window's seconds and segments
+        # after every pass); transcribe() reports only once the batch is done for now
         started = time.perf_counter()
         with translate_failure():
-            decoded = decode_windows(self.model, batch, options)
+            decoded = decode_windows(self.model, batch, options, on_pass)
         elapsed = time.perf_counter() - started
         return [
             Transcript(
