@@ -243,7 +243,7 @@ class Batcher:
         The engine seeks past each closed segment as faster-whisper does, yet Whisper can
         still end a decode before the clip's end: on 2 of the 50 LibriSpeech test clips
         (tiny.en, beam 5) faster-whisper's own decode, and the engine's, stop mid-sentence
-        with 2-3 s of speech left. When VAD hears over a second of speech after the last
+        with 2-3 s of the clip left. When VAD hears over a second of speech after the last
         word, that stretch is decoded on its own and appended, a few times at most.
         """
         for _ in range(MAX_CONTINUATIONS):
