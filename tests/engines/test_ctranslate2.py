@@ -4,7 +4,7 @@ import pytest
 
 from farm.inference import audio
 from farm.inference.engines import load_engine
-from farm.inference.engines.base import EngineConfig, TranscribeOptions
+from farm.inference.engines.base import EngineConfig, Progress, TranscribeOptions
 from farm.inference.weights.models import resolve_model
 from tests.conftest import EVAL, JFK, JFK_PHRASE, librispeech_clips, normalise
 
@@ -16,14 +16,14 @@ def make_engine() -> object:
 
 def test_transcribes_jfk_with_segments_and_words() -> None:
     engine = make_engine()
-    progress: list[float] = []
+    progress: list[Progress] = []
     [result] = engine.transcribe([audio.decode(JFK)], TranscribeOptions(word_timestamps=True), progress.append)  # type: ignore[attr-defined]
     assert JFK_PHRASE in normalise(result.text)
     assert result.language == "en" and result.duration == 11.0
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts) and result.segments[-1].end <= 11.0 + 0.01
     assert result.segments[0].words and all(w.end >= w.start for w in result.segments[0].words)
-    assert progress and progress[-1] <= 11.0 + 0.01
+    assert progress and progress[-1].seconds <= 11.0 + 0.01
 
 
 def test_batch_keeps_input_order() -> None:

@@ -60,7 +60,10 @@ class CTranslate2Engine:
         windowed = [i for i, audio in enumerate(batch) if fits_one_window(audio) and not options.vad_filter]
         results: dict[int, Transcript] = {}
         if windowed:
-            results.update(zip(windowed, self._transcribe_windows([batch[i] for i in windowed], options), strict=True))
+            # a lone clip (a job's) reports each decode pass; a batch reports once it is done
+            on_pass = _pass_progress(on_progress) if len(windowed) == 1 else None
+            clips = [batch[i] for i in windowed]
+            results.update(zip(windowed, self._transcribe_windows(clips, options, on_pass), strict=True))
         done = sum(len(batch[i]) for i in windowed) / SAMPLE_RATE
         if windowed and on_progress is not None:
             on_progress(Progress(done, results[windowed[-1]].segments))
@@ -73,8 +76,6 @@ class CTranslate2Engine:
     def _transcribe_windows(
         self, batch: list[Audio], options: TranscribeOptions, on_pass: PassCallback | None = None
     ) -> list[Transcript]:
-        # on_pass: the hook for progress with segments (each window's seconds and segments
-        # after every pass); transcribe() reports only once the batch is done for now
         started = time.perf_counter()
         with translate_failure():
             decoded = decode_windows(self.model, batch, options, on_pass)
@@ -157,6 +158,12 @@ def _reporting(segments: Iterable[Segment], on_progress: ProgressCallback) -> It
         so_far.append(segment)
         on_progress(Progress(segment.end, tuple(so_far)))
         yield segment
+
+
+def _pass_progress(on_progress: ProgressCallback | None) -> PassCallback | None:
+    if on_progress is None:
+        return None
+    return lambda _window, seconds, segments: on_progress(Progress(seconds, segments))
 
 
 def _offset_progress(on_progress: ProgressCallback | None, offset: float) -> ProgressCallback:
