@@ -8,6 +8,7 @@ Whisper often closes a segment before the end of the audio and stops; faster-whi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,17 @@ def test_a_window_decoded_alone_keeps_its_last_words(ct2_engine: CTranslate2Engi
     assert text == faster_whisper_text(ct2_engine, audio)
     ends = [segment.end for segment in window.segments]
     assert ends == sorted(ends) and ends[-1] <= len(audio) / 16000 + 0.02
+
+
+def test_word_times_after_a_seek_are_faster_whispers(ct2_engine: CTranslate2Engine) -> None:
+    # each pass aligns its own words, carrying the last word's end as faster-whisper does
+    audio = clip("1998-15444-0004")
+    [window] = decode_windows(ct2_engine.model, [audio], replace(OPTIONS, word_timestamps=True))
+    segments, _ = ct2_engine.model.transcribe(audio, language="en", beam_size=5, word_timestamps=True)
+    theirs = [(w.word, w.start, w.end) for s in segments for w in s.words or ()]
+    ours = [(w.word, w.start, w.end) for s in window.segments for w in s.words]
+    assert [w for w, _, _ in ours] == [w for w, _, _ in theirs] and len(window.segments) >= 2
+    assert np.abs(np.array([t for _, *t in ours]) - np.array([t for _, *t in theirs])).max() <= 0.021
 
 
 def test_each_pass_is_reported(ct2_engine: CTranslate2Engine) -> None:
