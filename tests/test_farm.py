@@ -52,6 +52,23 @@ def test_progress_carries_the_text_decoded_so_far(client: Client, long_clip: Pat
     assert all(text[s.text_offset :].startswith(s.text) for s in partial)  # what it said so far, it still says
 
 
+def test_a_one_window_clip_reports_its_text_between_decode_passes(client: Client, one_window_clip: Path) -> None:
+    # 28 s of LJSpeech: Whisper's seek loop decodes it in two passes (the first ends at its
+    # last closed segment, about 24 s in); beam search makes each pass take over the 0.5 s
+    # a job works before its first progress write.
+    job = client.submit(one_window_clip, language="en")
+    running: list[JobStatus] = []
+    deadline = time.monotonic() + 300
+    while not (status := job.status()).done and time.monotonic() < deadline:
+        if status.state == "started":
+            running.append(status)
+        time.sleep(0.05)
+    text = job.result(timeout=10)["text"]
+    partial = [s for s in running if s.text and 0 < s.percent < 100]
+    assert partial, running
+    assert all(text[s.text_offset :].startswith(s.text) and s.text != text for s in partial)
+
+
 def test_non_audio_fails_clearly_and_worker_serves_next_job(client: Client, tmp_path: Path) -> None:
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is a shopping list, not a recording\n" * 20)
