@@ -40,7 +40,7 @@ from typing import Any
 
 import psutil
 import redis
-from corpus import EVAL, ROOT, Clip, _clip, _rows, librispeech, other_english, wer
+from corpus import EVAL, ROOT, Clip, _clip, _rows, librispeech, normalise, other_english, wer
 
 from farm.client import Client, Job, JobStatus
 from farm.config import Settings, load_settings
@@ -362,7 +362,10 @@ def _common_grams(texts: Iterable[str]) -> set[tuple[str, ...]]:
 
 
 def _grams(text: str) -> set[tuple[str, ...]]:
-    words = re.sub(r"[^a-z' ]", " ", text.lower()).split()
+    """Word 3-grams after Whisper's English normaliser, which drops the fillers ("uh", "um")
+    human references keep and Whisper does not write: "and uh that should" is the clip's
+    own "and that should", not a leak from another recording of the same speaker."""
+    words = normalise(text).split()
     return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
