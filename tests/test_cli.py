@@ -87,9 +87,9 @@ def test_status_shows_a_running_jobs_text_so_far(env: dict[str, str], farm_setti
     shown = farm("status", job.id, env=env).stdout.splitlines()
     text = job.result(timeout=300)["text"]
     client.close()
-    assert shown[0].split()[1] in ("started", "succeeded"), shown
-    if shown[0].split()[1] == "started":  # the text's end, below the percent
-        assert len(shown) == 2 and shown[1].removeprefix("...") in text, shown
+    # 231 s of audio on a CPU outlasts one `farm status` call by far: the job still runs
+    assert shown[0].split()[1] == "started", shown
+    assert len(shown) == 2 and shown[1].removeprefix("...") in text, shown  # the text's end, below the percent
 
 
 def test_status_of_an_unknown_id_says_so(env: dict[str, str]) -> None:
