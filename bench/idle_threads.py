@@ -43,6 +43,8 @@ class Config:
     name: str
     cpu_threads: int
     env: dict[str, str]
+    processes: int = 2  # the shipped process count on this 2-core machine
+    concurrency: int = 0  # 0: the shipped concurrency
 
 
 CONFIGS = {
@@ -50,8 +52,9 @@ CONFIGS = {
     "t2": Config("t2", 2, {}),
     "t2-passive": Config("t2-passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "t1-passive": Config("t1-passive", 1, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    # one process with both cores, holding as many jobs as the two shipped processes do
+    "p1t2c8": Config("p1t2c8", 2, {}, processes=1, concurrency=8),
 }
-PROCESSES = 2  # the shipped process count on this 2-core machine, whatever the threads
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,13 @@ class Result:
 
 
 def measure(config: Config, settings: Settings, lone: list[Clip], number: int) -> list[Result]:
-    combo = replace(shipped(settings), cpu_workers=PROCESSES, cpu_threads=config.cpu_threads)
+    combo = replace(shipped(settings), cpu_workers=config.processes, cpu_threads=config.cpu_threads)
+    combo = replace(combo, concurrency=config.concurrency or combo.concurrency)
     options = {"beam_size": combo.beam_size, "language": "en"}
-    with local_farm(settings, combo.env() | config.env, PROCESSES) as farm:
+    with local_farm(settings, combo.env() | config.env, config.processes) as farm:
         client = Client(farm.settings)
         try:
-            _warm(client, lone[0], PROCESSES * combo.concurrency, options)
+            _warm(client, lone[0], config.processes * combo.concurrency, options)
             one = _timed(lambda: [_one(client, c, options) for c in lone])
             every = librispeech()
             burst = _timed(lambda: _all(client, every, options))

@@ -74,8 +74,9 @@ def test_several_cpu_workers_share_the_cpu_queue(farm_settings: Settings) -> Non
     assert all(c.argv[c.argv.index("--queues") + 1] == f"{CPU_QUEUE},{SHARED_QUEUE}" for c in children)
 
 
-def test_cpu_workers_auto_is_one_per_thread_budget(farm_settings: Settings) -> None:
-    settings = replace(farm_settings, devices="cpu", cpu_workers=0, cpu_threads=1)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_workers_auto_is_one_per_cpu_whatever_the_threads(farm_settings: Settings, threads: int) -> None:
+    settings = replace(farm_settings, devices="cpu", cpu_workers=0, cpu_threads=threads)
     assert len(plan(settings, hostname="box")) == (os.cpu_count() or 1)
 
 

@@ -42,7 +42,7 @@ def _sizing(settings: Settings) -> list[Sizing]:
     from farm.serve.supervisor import sizing
 
     gpus = gpu_inventory()
-    devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers, settings.cpu_threads))
+    devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers))
     return [sizing(settings, device, gpus) for device in devices]
 
 

@@ -53,7 +53,7 @@ class Combo:
     def processes(self) -> int:
         from farm.serve.devices import cpu_workers_for
 
-        return cpu_workers_for(self.cpu_workers, self.cpu_threads) if self.devices == "cpu" else 1
+        return cpu_workers_for(self.cpu_workers) if self.devices == "cpu" else 1
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,15 @@ def visible_gpus() -> list[int]:
     return [gpu.index for gpu in gpu_inventory()]
 
 
-def cpu_workers_for(setting: int, threads: int) -> int:
-    """The ``cpu_workers`` setting, with 0 meaning one process per ``threads`` usable CPUs."""
-    return setting or max(1, usable_cpus() // max(threads, 1))
+def cpu_workers_for(setting: int) -> int:
+    """The ``cpu_workers`` setting, with 0 meaning one process per usable CPU.
+
+    Not one per ``cpu_threads`` CPUs: a process's extra threads are for the cores its idle
+    siblings leave, so a lone job runs faster and a full farm loses nothing (2 cores, 2
+    processes x 2 threads against 2 x 1: 1.24x one job at a time, 1.08x all at once;
+    docs/benchmarks.md).
+    """
+    return setting or usable_cpus()
 
 
 def usable_cpus(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int:

@@ -113,7 +113,7 @@ def worker_env(
 def plan(settings: Settings, hostname: str | None = None) -> list[Child]:
     host = hostname or socket.gethostname()
     gpus = gpu_inventory()
-    devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers, settings.cpu_threads))
+    devices = select_devices(settings.devices, cpu_workers_for(settings.cpu_workers))
     return [_child(settings, d, host, gpus) for d in devices]
 
 

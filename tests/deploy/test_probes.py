@@ -115,7 +115,7 @@ def one_cpu_cgroup() -> Iterator[Path]:
 def test_cpu_workers_zero_follows_the_cgroup_cpu_quota(one_cpu_cgroup: Path) -> None:
     cores = len(os.sched_getaffinity(0))
     assert cores >= 2, "the check needs a machine with more cores than the quota"
-    code = "from farm.serve.devices import cpu_workers_for; print(cpu_workers_for(0, 1))"
+    code = "from farm.serve.devices import cpu_workers_for; print(cpu_workers_for(0))"
     enter = f"echo $$ > {one_cpu_cgroup / 'cgroup.procs'} && exec {sys.executable} -c '{code}'"
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     limited = subprocess.run(["sh", "-c", enter], capture_output=True, text=True, env=env, timeout=60)
