@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from farm.errors import JobTimeoutError, ResourceExhaustedError
-from farm.inference import packing, vad
+from farm.inference import heap, packing, vad
 from farm.inference.engines.base import Engine, Progress, ProgressCallback
 from farm.inference.signal import SAMPLE_RATE, Audio
 from farm.job.transcript import TranscribeOptions, Transcript
@@ -137,6 +137,7 @@ class Batcher:
             self._warm_vad()
         while True:
             self._run(self._gather())
+            heap.release_freed_memory()
 
     @staticmethod
     def _warm_vad() -> None:

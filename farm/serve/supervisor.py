@@ -32,7 +32,7 @@ from farm.serve.restarts import RestartPolicy, RestartRecord, exit_cause
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2  # how often the supervisor looks at its children
-MALLOC_SETTINGS = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+MALLOC_SETTINGS = {"MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass
@@ -97,8 +97,8 @@ def worker_env(
         env["FARM_BATCH_SIZE"] = str(batch_size)
     # glibc keeps an arena per allocating thread (up to 8 per core) and serves big buffers
     # (audio, features) from them, seldom handing the pages back: the worker tree grew 24 %
-    # over 300 jobs. Two arenas and mmap for anything over 128 KiB (returned on free): +0.2 %
-    # (docs/reliability.md, bench/memory.py). An operator's values win.
+    # over 300 jobs. Two arenas, and the batcher trims the heap after every round
+    # (farm/inference/heap.py; docs/reliability.md, bench/memory.py). An operator's values win.
     for key, value in MALLOC_SETTINGS.items():
         env.setdefault(key, value)
     if device.cuda_index is None:

@@ -100,5 +100,8 @@ def test_exit_causes_name_the_code_or_the_signal() -> None:
 def test_workers_get_glibc_settings_that_keep_memory_flat_unless_the_operator_says_otherwise() -> None:
     # Issue 16: the worker tree's RSS grew with glibc's defaults (bench/memory.py).
     env = worker_env(Device("cpu", None), 2, base={})
-    assert (env["MALLOC_ARENA_MAX"], env["MALLOC_MMAP_THRESHOLD_"]) == ("2", "131072")
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    # A fixed mmap threshold kept RSS flat too, but cost a third of the engine's speed
+    # (farm/inference/heap.py): the batcher trims the heap after each round instead.
+    assert "MALLOC_MMAP_THRESHOLD_" not in env
     assert worker_env(Device("cpu", None), 2, base={"MALLOC_ARENA_MAX": "4"})["MALLOC_ARENA_MAX"] == "4"
