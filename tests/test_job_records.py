@@ -66,7 +66,7 @@ def test_cli_status_and_result_of_an_unknown_id(lonely: tuple[Settings, RedisSer
     settings, _ = lonely
     env = worker_env(settings)
     status = _farm("status", "not-a-job", env=env)
-    assert status.returncode == 0 and status.stdout.split()[:2] == ["not-a-job", "unknown"], status
+    assert status.returncode == 1 and "no job not-a-job" in status.stderr and not status.stdout, status
     client = Client(settings)
     try:
         job = client.submit(JFK, beam_size=1, queue="farm.gpu0")

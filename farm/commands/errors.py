@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from farm.commands.signals import Stopped
+from farm.commands.signals import Stopped, received
 from farm.errors import FarmError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,9 +27,13 @@ def friendly_errors(command: F) -> F:
             click.echo(f"error: {exc}", err=True)
             status = 1
         except (KeyboardInterrupt, Stopped) as exc:
-            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-            click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
-            status = 128 + signum
+            status = _stopped(exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
+        except Exception:
+            # A stop signal goes to the whole process group: a private farm's Redis may die
+            # first, and the command then fails on its connection, not on the signal.
+            if received() is None:
+                raise
+            status = _stopped(received() or signal.SIGTERM)
         # Exit only once the command's frames (and the job handles they hold) are gone: left
         # for interpreter shutdown, Celery's AsyncResult.__del__ prints "Exception ignored".
         gc.collect()
@@ -39,3 +43,8 @@ def friendly_errors(command: F) -> F:
     wrapper.__name__ = command.__name__
     wrapper.__doc__ = command.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+def _stopped(signum: int) -> int:
+    click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+    return 128 + signum

@@ -31,7 +31,16 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+_received: list[int] = []
+
+
+def received() -> int | None:
+    """The stop signal this process got, if any (whatever error the stop then caused)."""
+    return _received[0] if _received else None
+
+
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    _received.append(signum)
     raise Stopped(signum)

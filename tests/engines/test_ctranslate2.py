@@ -44,7 +44,9 @@ def test_multilingual_base_detects_and_translates(tmp_path_factory: pytest.TempP
     assert "portal" in normalise(heard.text)
     [translated] = engine.transcribe([german], TranscribeOptions(task="translate", language="de", beam_size=1))
     words = set(normalise(translated.text).split())
-    assert {"the", "was"} <= words and not {"der", "wurde"} & words
+    # English words for German speech ("the rear of this portal was used as a small hall"; one
+    # CI run heard "as" for "was"): the words of the translation, none of the German ones
+    assert {"the", "portal", "used"} <= words and not {"der", "die", "wurde", "als"} & words
     [prompted] = engine.transcribe(
         [german], TranscribeOptions(language="de", beam_size=1, initial_prompt="Leichenhalle.")
     )
