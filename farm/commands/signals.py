@@ -24,6 +24,7 @@ class Stopped(BaseException):
 def stop_on_signals() -> Iterator[None]:
     """Within the block, a stop signal raises ``Stopped`` (once: later ones wait for the cleanup)."""
     previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupted)
     try:
         yield
     finally:
@@ -37,6 +38,12 @@ _received: list[int] = []
 def received() -> int | None:
     """The stop signal this process got, if any (whatever error the stop then caused)."""
     return _received[0] if _received else None
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    """Ctrl-C as Python's own handler answers it, remembered like the stop signals."""
+    _received.append(signum)
+    raise KeyboardInterrupt
 
 
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
