@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.client import Client, JobStatus
+from farm.client import Client, Job, JobStatus
 from farm.config import Settings
 from farm.errors import InvalidJobError, JobFailedError, StorageNotFoundError, UnknownLanguageError
 from tests.conftest import EVAL, JFK, JFK_PHRASE, WorkerProcess, normalise, own_farm
@@ -39,16 +39,8 @@ def test_progress_is_reported_while_running(client: Client) -> None:
 def test_progress_carries_the_text_decoded_so_far(client: Client, long_clip: Path) -> None:
     # 90 s goes through faster-whisper's long-form loop, which yields each 30 s window's
     # segments as it decodes them (a clip of one window reports only at its end).
-    job = client.submit(long_clip, beam_size=1)
-    running: list[JobStatus] = []
-    deadline = time.monotonic() + 300
-    while not (status := job.status()).done and time.monotonic() < deadline:
-        if status.state == "started":
-            running.append(status)
-        time.sleep(0.1)
-    text = job.result(timeout=10)["text"]
-    partial = [s for s in running if s.text and 0 < s.percent < 100]
-    assert partial, running
+    text, partial = _partial_texts(client.submit(long_clip, beam_size=1), 0.1)
+    assert partial, text
     assert all(text[s.text_offset :].startswith(s.text) for s in partial)  # what it said so far, it still says
 
 
@@ -56,17 +48,21 @@ def test_a_one_window_clip_reports_its_text_between_decode_passes(client: Client
     # 28 s of LJSpeech: Whisper's seek loop decodes it in two passes (the first ends at its
     # last closed segment, about 24 s in); beam search makes each pass take over the 0.5 s
     # a job works before its first progress write.
-    job = client.submit(one_window_clip, language="en")
+    text, partial = _partial_texts(client.submit(one_window_clip, language="en"), 0.05)
+    assert partial, text
+    assert all(text[s.text_offset :].startswith(s.text) and s.text != text for s in partial)
+
+
+def _partial_texts(job: Job, interval_s: float) -> tuple[str, list[JobStatus]]:
+    """The job's final text, and the statuses seen while it ran that carried text short of 100 %."""
     running: list[JobStatus] = []
     deadline = time.monotonic() + 300
     while not (status := job.status()).done and time.monotonic() < deadline:
         if status.state == "started":
             running.append(status)
-        time.sleep(0.05)
-    text = job.result(timeout=10)["text"]
-    partial = [s for s in running if s.text and 0 < s.percent < 100]
-    assert partial, running
-    assert all(text[s.text_offset :].startswith(s.text) and s.text != text for s in partial)
+        time.sleep(interval_s)
+    text = str(job.result(timeout=10)["text"])
+    return text, [s for s in running if s.text and 0 < s.percent < 100]
 
 
 def test_non_audio_fails_clearly_and_worker_serves_next_job(client: Client, tmp_path: Path) -> None:
