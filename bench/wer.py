@@ -6,13 +6,16 @@ clip's lone decode), and (2) ``--runs`` fresh farms with the shipped settings (c
 private Redis -> ``farm worker``, every clip submitted at once, so clips are packed as
 they arrive), with the same model, compute type, beam and language. Per run: WER of both,
 and the most words any clip lost against its lone decode. A benchmark, not a test.
+With ``--keep-texts DIR``, each run's texts go to ``DIR/run-N.json`` (per clip: reference,
+lone decode, farm text, words lost), so a rare bad run can be diagnosed afterwards.
 
-    .venv/bin/python bench/wer.py [--runs 5] [--eval ../shared/eval]
+    .venv/bin/python bench/wer.py [--runs 5] [--eval ../shared/eval] [--keep-texts DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -34,6 +37,7 @@ class Run:
     wall_s: float
     lost: dict[str, int]  # clip name -> words fewer than its lone decode, for clips that lost any
     load: str
+    texts: list[str]  # the farm's text per clip, in the order of the clips
 
 
 def lone_decodes(clips: list[Clip], settings: Settings) -> list[str]:
@@ -46,11 +50,27 @@ def farm_run(clips: list[Clip], settings: Settings, lone: list[str]) -> Run:
     measured = measure(shipped(settings), audio, settings, {"language": "en"})
     lost = {c.path.stem: words(a) - words(t) for c, a, t in zip(clips, lone, measured.texts, strict=True)}
     assert measured.wer is not None
-    return Run(measured.wer, measured.wall_s, {k: v for k, v in lost.items() if v > 0}, uptime())
+    return Run(measured.wer, measured.wall_s, {k: v for k, v in lost.items() if v > 0}, uptime(), measured.texts)
 
 
 def words(text: str) -> int:
     return len(corpus.normalise(text).split())
+
+
+def keep_texts(folder: Path, number: int, run: Run, clips: list[Clip], lone: list[str]) -> Path:
+    """The run's texts as JSON: a bad run is rare, and without them its cause is lost."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{number}.json"
+    record = {"run": number, "wer": run.wer, "load": run.load, "clips": clip_texts(clips, lone, run.texts)}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def clip_texts(clips: list[Clip], lone: list[str], farm: list[str]) -> list[dict[str, object]]:
+    return [
+        {"name": c.path.stem, "reference": c.reference, "lone": a, "farm": t, "words_lost": words(a) - words(t)}
+        for c, a, t in zip(clips, lone, farm, strict=True)
+    ]
 
 
 def uptime() -> str:
@@ -61,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--eval", type=Path, default=EVAL)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep-texts", type=Path, metavar="DIR", help="write each run's texts to DIR/run-N.json")
     args = parser.parse_args()
     settings = load_settings()
     clips = librispeech(args.eval)
@@ -85,6 +106,8 @@ def main() -> None:
             f"{losing if run.lost else '0'} | {run.load.split('load average: ')[-1]} |",
             flush=True,
         )
+        if args.keep_texts is not None:
+            keep_texts(args.keep_texts, number + 1, run, clips, lone)
 
 
 if __name__ == "__main__":
