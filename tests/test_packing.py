@@ -139,6 +139,26 @@ def test_a_clip_without_words_or_word_times_is_judged_by_its_segments() -> None:
     assert not packing.covers(Transcript((early,), "en", 1.0, 12.0), [Span(0.3, 11.8)])
 
 
+def _said(text: str) -> Transcript:
+    """A clip's transcript saying ``text``, one word every 0.4 s."""
+    timed = [(word, i * 0.4, i * 0.4 + 0.3) for i, word in enumerate(text.split())]
+    return Transcript((_segment(*timed),) if timed else (), "en", 1.0, 10.0)
+
+
+def test_a_phrase_said_twice_back_to_back_is_a_loop() -> None:
+    # Seen in a packed tiny.en decode during a 22-minute soak; gzip finds no loop in it.
+    assert packing.repeats_a_phrase(_said("and then the gut-end the gut-end of the boat"))
+    assert packing.repeats_a_phrase(_said("And then, and then he left."))  # case and punctuation aside
+    assert packing.repeats_a_phrase(_said("he said it was over it was over and went home"))
+
+
+def test_a_word_said_twice_or_a_phrase_said_twice_apart_is_no_loop() -> None:
+    assert not packing.repeats_a_phrase(_said("he said that that was all he had had"))
+    assert not packing.repeats_a_phrase(_said("the end of the day and the end of the night"))
+    assert not packing.repeats_a_phrase(_said("the gut-end of it, the gut"))
+    assert not packing.repeats_a_phrase(_said(""))
+
+
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     model = resolve_model("tiny.en", "ctranslate2", "/nonexistent")
@@ -180,9 +200,13 @@ class CountingEngine:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.name = engine.name
         self.multilingual = engine.multilingual
         self.windows: list[int] = []
         self.longest = 0  # samples in the longest window decoded
+
+    def greedy_tokens(self, features: np.ndarray, prompt: Sequence[int]) -> list[list[int]]:
+        return self.engine.greedy_tokens(features, prompt)
 
     def transcribe(
         self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
@@ -407,3 +431,45 @@ def test_a_clip_decoded_in_one_pass_also_gets_the_speech_after_its_last_segment(
     seeking = normalise("".join(segment.text for segment in segments))
     assert "contents" in seeking  # the words a single pass loses
     assert text.split()[-4:] == seeking.split()[-4:], (text, seeking)
+
+
+class RepeatingEngine(CountingEngine):
+    """The real engine, whose first packed window says its first two words twice (" the
+    gut-end the gut-end"), a loop too short for the gzip check, the window otherwise intact."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.calls: list[bool] = []  # word_timestamps of each call: True for packed windows
+        self.first_window: np.ndarray | None = None
+
+    def transcribe(
+        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        self.calls.append(options.word_timestamps)
+        transcripts = self.engine.transcribe(batch, options)
+        if not options.word_timestamps or self.first_window is not None:
+            return transcripts
+        self.first_window = batch[0]
+        return [self._repeated(transcripts[0]), *transcripts[1:]]
+
+    @staticmethod
+    def _repeated(transcript: Transcript) -> Transcript:
+        first, *rest = transcript.segments
+        again = tuple(replace(w, start=first.words[1].end, end=first.words[1].end) for w in first.words[:2])
+        words = (*first.words[:2], *again, *first.words[2:])
+        return replace(transcript, segments=(replace(first, words=words, text="".join(w.word for w in words)), *rest))
+
+
+def test_a_packed_clip_that_says_a_phrase_twice_is_run_alone(engine: Engine) -> None:
+    rows = {str(r["path"]): r for r in librispeech_clips(50)}
+    names = ("librispeech_test_other/2414-128291-0005.flac", "librispeech_test_other/2609-156975-0002.flac")
+    clips = [audio.decode(EVAL / str(rows[name]["path"])) for name in names]
+    repeating = RepeatingEngine(engine)
+    packer = Batcher(repeating, BatchPolicy(max_jobs=2, wait_s=5.0), multilingual=False)
+    options = TranscribeOptions(language="en", beam_size=1)
+    texts = _one_round(packer, clips, options)
+    assert repeating.calls[0] is True and repeating.first_window is not None  # packed
+    [first] = [i for i, clip in enumerate(clips) if np.array_equal(repeating.first_window[: len(clip)], clip)]
+    alone = [engine.transcribe([clip], options)[0].text for clip in clips]
+    assert not packing.repeats_a_phrase(_said(alone[first]))  # the loop was the packed decode's alone
+    assert texts[first] == alone[first]  # run again on its own: its lone decode, said once

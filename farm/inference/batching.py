@@ -307,12 +307,10 @@ class Batcher:
                 self._settle(members[index], piece, trusted=index not in doubtful)
 
     def _settle(self, member: _Request, piece: Transcript, trusted: bool) -> None:
-        # The repetition check runs per job, not per window: two jobs saying the same
-        # thing must not look like a decoding loop (it would trigger a sampled retry).
-        if not trusted or _repetitive(piece, member.options.compression_ratio_threshold) or not _covered(member, piece):
-            self._alone(member)
-        else:
+        if trusted and _sound(member, piece):
             member.future.set_result(piece)
+        else:
+            self._alone(member)
 
     def _engine_call(self, options: TranscribeOptions, chunk: Sequence[packing.Window]) -> list[Transcript]:
         self._check_budget(len(chunk), sum(len(w.audio) for w in chunk) / SAMPLE_RATE)
@@ -342,6 +340,23 @@ def _stoppable(request: _Request) -> ProgressCallback:
             request.on_progress(progress)
 
     return report
+
+
+def _sound(member: _Request, piece: Transcript) -> bool:
+    """Whether a packed clip's text can be kept: no loop in it, and its speech covered.
+
+    The repetition checks run per job, not per window: two jobs saying the same thing
+    must not look like a decoding loop (it would trigger a sampled retry).
+    """
+    threshold = member.options.compression_ratio_threshold
+    return not _repetitive(piece, threshold) and not _says_twice(piece) and _covered(member, piece)
+
+
+def _says_twice(piece: Transcript) -> bool:
+    if not packing.repeats_a_phrase(piece):
+        return False
+    log.info("a packed clip says a phrase twice in a row (%d words): running it alone", len(piece.text.split()))
+    return True
 
 
 def _covered(member: _Request, piece: Transcript) -> bool:

@@ -11,11 +11,14 @@ words smeared across the gap. ``doubtful`` names the clips whose share cannot be
 trusted then, and the batcher transcribes those alone, so a job never keeps a word
 that may belong to another. Whisper may also stop a clip's text mid-phrase and go on
 with the next clip, the rest of its words in no job; ``covers`` holds a clip's words
-against where VAD hears its speech, and a clip they do not cover is run alone too.
+against where VAD hears its speech, and a clip they do not cover is run alone too. And a
+packed decode may say a phrase twice in a row ("the gut-end the gut-end"), too short a
+loop for the gzip check; ``repeats_a_phrase`` flags it, and that clip is run alone too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -42,6 +45,9 @@ MAX_UNHEARD_S = 1.0
 # ...and at least this many words per second of speech: alone, the 50 clips have 1.5 to
 # 3.6; a clip whose text was cut but whose word times were spread over the gap has fewer.
 MIN_WORDS_PER_SPEECH_S = 1.0
+# A phrase of at least this many words said twice back to back in a packed clip's text is a
+# loop (a single word twice, "that that", is ordinary speech).
+MIN_REPEATED_WORDS = 2
 # A word's time is an alignment guess; it counts as heard this far either side, as VAD
 # pads speech (without it, one zero-length word placed 1.2 s late flagged a whole clip).
 WORD_PAD_S = 0.2
@@ -226,6 +232,23 @@ def _heard(piece: Transcript) -> list[Span]:
 
 def _word_count(piece: Transcript) -> int:
     return sum(len(segment.words) or len(segment.text.split()) for segment in piece.segments)
+
+
+def repeats_a_phrase(piece: Transcript) -> bool:
+    """Whether a clip's text says a phrase of ``MIN_REPEATED_WORDS`` or more words twice
+    back to back, case and punctuation aside: a short decoding loop that gzip misses.
+
+    Speech repeats itself too ("and then and then"); a false alarm costs a lone decode.
+    """
+    words = re.findall(r"[\w']+", piece.text.lower())
+    return any(_repeated_at(words, start) for start in range(len(words)))
+
+
+def _repeated_at(words: list[str], start: int) -> bool:
+    longest = (len(words) - start) // 2
+    return any(
+        words[start : start + n] == words[start + n : start + 2 * n] for n in range(MIN_REPEATED_WORDS, longest + 1)
+    )
 
 
 def _overlap(a: Span, b: Span) -> float:
