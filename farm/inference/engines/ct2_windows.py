@@ -11,31 +11,30 @@ afresh for each window, and the seek: when a decode closes a segment before the 
 the audio, the window is decoded again from that segment's end, with the text so far as
 the prompt. Each pass takes every window still short of its end through one encode and
 one generate. So a window's tokens do not depend on the batch it rides in.
+The decode of one pass, with its temperature fallback, is ``ct2_fallback``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-import ctranslate2
 import numpy as np
 import numpy.typing as npt
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import WhisperModel, get_compression_ratio, get_suppressed_tokens
+from faster_whisper.transcribe import WhisperModel
 from faster_whisper.utils import get_end
 
 from farm.errors import UnknownLanguageError
 from farm.inference.engines.base import Segment, TranscribeOptions, Word
+from farm.inference.engines.ct2_fallback import Decoded, Fallback, Prompted, encoder_rows, skipped
 from farm.inference.engines.features import N_FRAMES, log_mel_frames, pad_or_trim
 from farm.inference.signal import SAMPLE_RATE, Audio
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # what one encoder window holds
 FRAMES_PER_SECOND = 100  # mel frames (10 ms hops)
 _SECONDS_PER_FRAME = 160 / SAMPLE_RATE  # as faster-whisper computes its time offsets
-_BEST_OF = 5  # faster-whisper's defaults for what TranscribeOptions does not carry
-_MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1.0 s in 0.02 s steps
 _PROMPT_RESET_ON_TEMPERATURE = 0.5
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
@@ -60,7 +59,7 @@ class _Window:
     language: str = "en"
     language_probability: float = 1.0
     seek: int = 0  # frames decoded so far
-    decoded: _Decoded | None = None  # this pass's decode
+    decoded: Decoded | None = None  # this pass's decode
     history: list[int] = field(default_factory=list)  # faster-whisper's all_tokens
     reset_since: int = 0  # faster-whisper's prompt_reset_since
     last_speech: float = 0.0  # faster-whisper's last_speech_timestamp
@@ -79,15 +78,6 @@ class _Window:
 
     def segments(self) -> tuple[Segment, ...]:
         return tuple(_segment(i, raw) for i, raw in enumerate(self.kept))
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    tokens: list[int]
-    avg_logprob: float
-    no_speech_prob: float
-    temperature: float
-    compression_ratio: float
 
 
 @dataclass
@@ -143,7 +133,10 @@ class _Passes:
         encoded = self.model.encode(features)
         if not self.tokenizers:
             self._start(encoded)
-        _Fallback(self.model, features, windows, self.tokenizers, self.options).run(encoded)
+        prompted = [Prompted(w.language, self._prompt(w)) for w in windows]
+        decodes = Fallback(self.model, features, prompted, self.tokenizers, self.options).run(encoded)
+        for window, decoded in zip(windows, decodes, strict=True):
+            window.decoded = decoded
         splits = [self._split(w) for w in windows]
         if self.options.word_timestamps:
             _add_words(self.model, features, encoded, windows, splits, self.tokenizers)
@@ -160,9 +153,13 @@ class _Passes:
             for window in self.windows:
                 window.history = self.tokenizers[window.language].encode(" " + self.options.initial_prompt.strip())
 
+    def _prompt(self, window: _Window) -> list[int]:
+        previous = window.history[window.reset_since :]
+        return list(self.model.get_prompt(self.tokenizers[window.language], previous_tokens=previous))
+
     def _split(self, window: _Window) -> _Split:
         decoded = window.decoded
-        if decoded is None or _skipped(decoded, self.options):
+        if decoded is None or skipped(decoded, self.options):
             return _Split([], window.frames, True)  # a silent window: faster-whisper skips to its end
         size = window.frames - window.seek
         found, seek, single_ending = self.model._split_segments_by_timestamps(
@@ -187,7 +184,7 @@ class _Passes:
         # a seek that does not move on would decode the same audio again: the window ends
         window.seek = split.seek if split.seek > window.seek else window.frames
 
-    def _resets(self, decoded: _Decoded) -> bool:
+    def _resets(self, decoded: Decoded) -> bool:
         return not self.options.condition_on_previous_text or decoded.temperature > _PROMPT_RESET_ON_TEMPERATURE
 
 
@@ -207,113 +204,6 @@ def _set_languages(model: WhisperModel, encoded: Any, windows: list[_Window], re
 
 def _tokenizer(model: WhisperModel, options: TranscribeOptions, language: str) -> Tokenizer:
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=options.task, language=language)
-
-
-class _Fallback:
-    """faster-whisper's temperature fallback, run for one pass: each temperature decodes
-    only the windows the previous one failed, from the pass's encoding. CTranslate2 wants
-    the same prompt length across a ``generate`` call, so windows whose prompts (the text
-    they have so far) differ in length go through separate calls."""
-
-    def __init__(
-        self,
-        model: WhisperModel,
-        features: npt.NDArray[np.float32],
-        windows: list[_Window],
-        tokenizers: dict[str, Tokenizer],
-        options: TranscribeOptions,
-    ) -> None:
-        self.model, self.features, self.windows = model, features, windows
-        self.tokenizers, self.options = tokenizers, options
-        self.tries: dict[int, list[_Decoded]] = {i: [] for i in range(len(windows))}
-
-    def run(self, encoded: Any) -> None:
-        pending = list(range(len(self.windows)))
-        for temperature in self.options.temperatures or (0.0,):
-            pending = sorted(i for group in self._groups(pending) for i in self._decode(encoded, group, temperature))
-            if not pending:
-                return
-        for index in pending:  # every temperature failed: keep the most likely try
-            self.windows[index].decoded = self._best(self.tries[index])
-
-    def _groups(self, indexes: list[int]) -> list[list[int]]:
-        prompts = [len(self._prompt(self.windows[i])) for i in indexes]
-        return [[i for i, n in zip(indexes, prompts, strict=True) if n == length] for length in sorted(set(prompts))]
-
-    def _decode(self, encoded: Any, indexes: list[int], temperature: float) -> list[int]:
-        inputs = _rows(self.model, encoded, self.features, indexes)
-        prompts = [self._prompt(self.windows[i]) for i in indexes]
-        results = self.model.model.generate(inputs, prompts, **self._kwargs(temperature))
-        failed = []
-        for index, result in zip(indexes, results, strict=True):
-            decoded = self._judge(index, result, temperature)
-            if decoded is None:
-                failed.append(index)
-            else:
-                self.windows[index].decoded = decoded
-        return failed
-
-    def _prompt(self, window: _Window) -> list[int]:
-        previous = window.history[window.reset_since :]
-        return list(self.model.get_prompt(self.tokenizers[window.language], previous_tokens=previous))
-
-    def _kwargs(self, temperature: float) -> dict[str, Any]:
-        tokenizer = next(iter(self.tokenizers.values()))  # suppressed ids do not depend on the language
-        sampling: dict[str, Any] = (
-            {"beam_size": 1, "num_hypotheses": _BEST_OF, "sampling_topk": 0, "sampling_temperature": temperature}
-            if temperature > 0
-            else {"beam_size": self.options.beam_size, "patience": 1}
-        )
-        return {
-            "length_penalty": 1,
-            "max_length": self.model.max_length,
-            "return_scores": True,
-            "return_no_speech_prob": True,
-            "suppress_blank": True,
-            "suppress_tokens": list(get_suppressed_tokens(tokenizer, [-1]) or ()),
-            "max_initial_timestamp_index": _MAX_INITIAL_TIMESTAMP_INDEX,
-            **sampling,
-        }
-
-    def _judge(self, index: int, result: Any, temperature: float) -> _Decoded | None:
-        """The decode, or None when faster-whisper would try the next temperature."""
-        tokens = list(result.sequences_ids[0])
-        text = self.tokenizers[self.windows[index].language].decode(tokens).strip()
-        decoded = _Decoded(
-            tokens=tokens,
-            avg_logprob=float(result.scores[0]) * len(tokens) / (len(tokens) + 1),
-            no_speech_prob=float(result.no_speech_prob),
-            temperature=temperature,
-            compression_ratio=get_compression_ratio(text),
-        )
-        self.tries[index].append(decoded)
-        return None if _needs_fallback(decoded, self.options) else decoded
-
-    def _best(self, tries: list[_Decoded]) -> _Decoded:
-        threshold = self.options.compression_ratio_threshold
-        readable = [t for t in tries if threshold is None or t.compression_ratio <= threshold]
-        best = max(readable or tries, key=lambda t: t.avg_logprob)
-        # faster-whisper reports the last temperature tried, whichever try it keeps
-        return replace(best, temperature=tries[-1].temperature)
-
-
-def _needs_fallback(decoded: _Decoded, options: TranscribeOptions) -> bool:
-    repetitive = (
-        options.compression_ratio_threshold is not None
-        and decoded.compression_ratio > options.compression_ratio_threshold
-    )
-    unlikely = options.log_prob_threshold is not None and decoded.avg_logprob < options.log_prob_threshold
-    silent = (
-        options.no_speech_threshold is not None and decoded.no_speech_prob > options.no_speech_threshold and unlikely
-    )
-    return (repetitive or unlikely) and not silent
-
-
-def _skipped(decoded: _Decoded, options: TranscribeOptions) -> bool:
-    """faster-whisper's no-speech rule: a likely-silent window yields nothing."""
-    if options.no_speech_threshold is None or decoded.no_speech_prob <= options.no_speech_threshold:
-        return False
-    return options.log_prob_threshold is None or decoded.avg_logprob <= options.log_prob_threshold
 
 
 def _within(segment: dict[str, Any], window: _Window) -> dict[str, float]:
@@ -337,7 +227,7 @@ def _add_words(
         indexes = [i for i, w in enumerate(windows) if w.language == language]
         if not indexes:
             continue
-        inputs = _rows(model, encoded, features, indexes)
+        inputs = encoder_rows(model, encoded, features, indexes)
         text = [[t for s in splits[i].segments for t in s["tokens"] if t < tokenizer.eot] for i in indexes]
         frames = [windows[i].frames - windows[i].seek for i in indexes]
         alignments = model.find_alignment(tokenizer, text, inputs, frames)
@@ -361,15 +251,6 @@ def _time_words(window: _Window, split: _Split, aligned: _Aligned, tokenizer: To
     window.last_speech = last_word_end
 
 
-def _rows(model: WhisperModel, encoded: Any, features: npt.NDArray[np.float32], rows: list[int]) -> Any:
-    """The encoder output of some of the batch's windows."""
-    if rows == list(range(int(encoded.shape[0]))):
-        return encoded
-    if encoded.device == "cpu":  # a copy of those rows: the same numbers, no second encode
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
-    return model.encode(features[rows])
-
-
 class _Aligned:
     """Stands in for ``WhisperModel`` inside ``add_word_timestamps``: the alignment is
     already computed (for the whole batch), the clean-up is run for one window."""
@@ -383,7 +264,7 @@ class _Aligned:
 
 
 def _segment(index: int, raw: dict[str, Any]) -> Segment:
-    decoded: _Decoded = raw["decoded"]
+    decoded: Decoded = raw["decoded"]
     return Segment(
         id=index,
         start=round(float(raw["start"]), 3),
