@@ -6,17 +6,26 @@ the picture, and prints RSS after each block of jobs and, with --trace, the allo
 sites that grew most between the end of the warm-up and the end (tracemalloc). A
 benchmark, not a test. Compare glibc's arenas with ``MALLOC_ARENA_MAX=2``.
 
+``--peaks ROUNDS``: issue 17's measure instead. One farm with the shipped settings; each
+round sends the 50 clips at once (packed) and then one at a time (lone decodes), and
+after each phase prints every worker process's peak RSS (the kernel's high-water mark,
+VmHWM) and current RSS. Round 1 is the warm-up: the growth that counts is each peak's
+rise per round (50 + 50 jobs) after it.
+
     .venv/bin/python bench/memory.py [--jobs 300] [--warm-up 20] [--trace]
+    .venv/bin/python bench/memory.py --peaks 5
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import threading
 import time
 import tracemalloc
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 from corpus import librispeech
@@ -47,6 +56,62 @@ def farm_run(jobs: int, warm_up: int, block: int, arena_max: str, malloc: list[s
             if done % block == 0 or done == warm_up:
                 marks.append((done, time.monotonic() - started, tree_mib(pid)))
     report(marks, warm_up, jobs)  # warm_up: a multiple of block
+
+
+Rows = list[tuple[int, str, list[tuple[float, float]]]]  # round, phase, (peak, current) MiB per process
+
+
+def peaks_run(rounds: int) -> None:
+    """Every worker process's peak and current RSS after each phase of each round."""
+    from throughput import shipped
+
+    from farm.planning.benchmark import private_farm
+
+    settings = load_settings()
+    combo = shipped(settings)
+    options = {"beam_size": combo.beam_size, "language": "en"}
+    clips = [c.path for c in librispeech()]
+    rows: Rows = []
+    with private_farm(combo, settings) as (client, pid):
+        for job in client.submit_many([clips[0]] * (combo.processes * combo.concurrency), **options):
+            job.result(timeout=600)
+        rows.append((0, "warm-up", worker_memory(pid)))
+        for number in range(1, rounds + 1):
+            for job in client.submit_many(clips, **options):
+                job.result(timeout=3600)
+            rows.append((number, "50 at once", worker_memory(pid)))
+            for clip in clips:
+                client.submit(clip, **options).result(timeout=3600)
+            rows.append((number, "50 one at a time", worker_memory(pid)))
+            print(f"round {number} done; {os.getloadavg()}", flush=True)
+    peaks_report(rows, combo.processes, combo.cpu_threads, combo.concurrency)
+
+
+def worker_memory(supervisor: int) -> list[tuple[float, float]]:
+    """(peak, current) RSS in MiB of each worker process, by pid."""
+    children = sorted(psutil.Process(supervisor).children(recursive=True), key=lambda p: p.pid)
+    return [(_status_mib(child.pid, "VmHWM"), _status_mib(child.pid, "VmRSS")) for child in children]
+
+
+def _status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no {field} for pid {pid}")
+
+
+def peaks_report(rows: Rows, processes: int, threads: int, jobs: int) -> None:
+    print(f"farm: {processes} processes x {threads} threads, concurrency {jobs}; per process: peak / current RSS MiB")
+    print("| round | phase | " + " | ".join(f"process {i + 1}" for i in range(processes)) + " |")
+    print("| ---: | --- |" + " ---: |" * processes)
+    for number, phase, memory in rows:
+        cells = " | ".join(f"{peak:.1f} / {now:.1f}" for peak, now in memory)
+        print(f"| {number} | {phase} | {cells} |")
+    ends = [memory for number, phase, memory in rows if phase == "50 one at a time"]
+    for index in range(min(len(m) for m in ends)):
+        peaks = [m[index][0] for m in ends]
+        rises = ", ".join(f"{later - earlier:+.1f}" for earlier, later in itertools.pairwise(peaks))
+        print(f"process {index + 1}: peak after each round {[round(p, 1) for p in peaks]}; rise per round: {rises}")
 
 
 def tree_mib(pid: int) -> float:
@@ -125,8 +190,11 @@ def main() -> None:
     parser.add_argument("--farm", action="store_true", help="through a real farm instead of in process")
     parser.add_argument("--arena-max", default="", help="MALLOC_ARENA_MAX for the farm's worker")
     parser.add_argument("--malloc", action="append", default=[], help="another glibc variable, KEY=VALUE")
+    parser.add_argument("--peaks", type=int, default=0, help="rounds of the per-process peak measure")
     args = parser.parse_args()
-    if args.farm:
+    if args.peaks:
+        peaks_run(args.peaks)
+    elif args.farm:
         farm_run(args.jobs, args.warm_up, args.block, args.arena_max, args.malloc)
     else:
         run(args.jobs, args.warm_up, args.trace, args.block)
