@@ -150,6 +150,7 @@ def test_a_phrase_said_twice_back_to_back_is_a_loop() -> None:
     assert packing.repeats_a_phrase(_said("and then the gut-end the gut-end of the boat"))
     assert packing.repeats_a_phrase(_said("And then, and then he left."))  # case and punctuation aside
     assert packing.repeats_a_phrase(_said("he said it was over it was over and went home"))
+    assert packing.repeated_phrase(_said("he said it was over, it was over")) == "it was over"
 
 
 def test_a_word_said_twice_or_a_phrase_said_twice_apart_is_no_loop() -> None:
@@ -157,6 +158,7 @@ def test_a_word_said_twice_or_a_phrase_said_twice_apart_is_no_loop() -> None:
     assert not packing.repeats_a_phrase(_said("the end of the day and the end of the night"))
     assert not packing.repeats_a_phrase(_said("the gut-end of it, the gut"))
     assert not packing.repeats_a_phrase(_said(""))
+    assert packing.repeated_phrase(_said("the end")) is None
 
 
 @pytest.fixture(scope="module")

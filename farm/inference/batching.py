@@ -353,9 +353,10 @@ def _sound(member: _Request, piece: Transcript) -> bool:
 
 
 def _says_twice(piece: Transcript) -> bool:
-    if not packing.repeats_a_phrase(piece):
+    phrase = packing.repeated_phrase(piece)
+    if phrase is None:
         return False
-    log.info("a packed clip says a phrase twice in a row (%d words): running it alone", len(piece.text.split()))
+    log.info("a packed clip says %r twice in a row (%d words): running it alone", phrase, len(piece.text.split()))
     return True
 
 

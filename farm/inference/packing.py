@@ -240,15 +240,21 @@ def repeats_a_phrase(piece: Transcript) -> bool:
 
     Speech repeats itself too ("and then and then"); a false alarm costs a lone decode.
     """
+    return repeated_phrase(piece) is not None
+
+
+def repeated_phrase(piece: Transcript) -> str | None:
+    """The first phrase ``repeats_a_phrase`` finds said twice in a row (normalised), if any."""
     words = re.findall(r"[\w']+", piece.text.lower())
-    return any(_repeated_at(words, start) for start in range(len(words)))
+    found = (_repeated_at(words, start) for start in range(len(words)))
+    return next((phrase for phrase in found if phrase is not None), None)
 
 
-def _repeated_at(words: list[str], start: int) -> bool:
-    longest = (len(words) - start) // 2
-    return any(
-        words[start : start + n] == words[start + n : start + 2 * n] for n in range(MIN_REPEATED_WORDS, longest + 1)
-    )
+def _repeated_at(words: list[str], start: int) -> str | None:
+    for n in range(MIN_REPEATED_WORDS, (len(words) - start) // 2 + 1):
+        if words[start : start + n] == words[start + n : start + 2 * n]:
+            return " ".join(words[start : start + n])
+    return None
 
 
 def _overlap(a: Span, b: Span) -> float:
