@@ -46,6 +46,7 @@ from farm.client import Client, Job, JobStatus
 from farm.config import Settings, load_settings
 from farm.constants import DEAD_LETTER_KEY, SHARED_QUEUE
 from farm.serve.redis_server import free_port, redis_binary
+from farm.serve.shutdown import stop_process
 
 OPTIONS = {"language": "en", "beam_size": 1}
 WRONG_WER = 35.0  # percent: a job whose words differ this much from its clip run alone is wrong
@@ -121,16 +122,8 @@ class Farm:
                                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
     def stop(self, timeout: float = 120) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                child.kill()
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def workers(self) -> list[psutil.Process]:
         if self.process is None or self.process.poll() is not None:

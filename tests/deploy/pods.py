@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from farm.serve.shutdown import stop_process
 from tests.deploy.chart import container, kinds, secret_data
 from tests.deploy.conftest import ROOT
 
@@ -82,14 +83,8 @@ class Pod:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, timeout: float = 60) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout)  # a pod leads its own group: all of it goes
 
     def wait_for_log(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
