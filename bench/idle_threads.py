@@ -54,6 +54,9 @@ CONFIGS = {
     "t1-passive": Config("t1-passive", 1, {"OMP_WAIT_POLICY": "PASSIVE"}),
     # one process with both cores, holding as many jobs as the two shipped processes do
     "p1t2c8": Config("p1t2c8", 2, {}, processes=1, concurrency=8),
+    # the lone-job gap: one process alone, and glibc's default arena count (8 per core)
+    "p1t2": Config("p1t2", 2, {}, processes=1),
+    "t2-arenas": Config("t2-arenas", 2, {"MALLOC_ARENA_MAX": "16"}),
 }
 
 
