@@ -352,7 +352,32 @@ def _one_round(packer: Batcher, clips: list[np.ndarray], options: TranscribeOpti
     return texts
 
 
-class CuttingEngine(CountingEngine):
+class PackedAlteringEngine(CountingEngine):
+    """The real engine, whose packed windows' transcripts (word times asked for) a
+    subclass alters; it records each call's kind and the first packed window's audio."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.calls: list[bool] = []  # word_timestamps of each call: True for packed windows
+        self.first_window: np.ndarray | None = None
+
+    def transcribe(
+        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
+    ) -> list[Transcript]:
+        self.calls.append(options.word_timestamps)
+        transcripts = self.engine.transcribe(batch, options)
+        if not options.word_timestamps:
+            return transcripts
+        first = self.first_window is None
+        if first:
+            self.first_window = batch[0]
+        return self.altered(transcripts, first)
+
+    def altered(self, transcripts: list[Transcript], first: bool) -> list[Transcript]:
+        raise NotImplementedError
+
+
+class CuttingEngine(PackedAlteringEngine):
     """The real engine, whose packed windows lose the words Whisper gave between 4.0 and
     10.5 s: the first clip's text stops mid-phrase, the way a packed tiny.en decode was
     seen to keep 15 of a clip's 38 words."""
@@ -362,17 +387,9 @@ class CuttingEngine(CountingEngine):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.cut_words = 0
-        self.calls: list[bool] = []  # word_timestamps of each call: True for packed windows
-        self.first_window: np.ndarray | None = None
 
-    def transcribe(
-        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
-    ) -> list[Transcript]:
-        self.calls.append(options.word_timestamps)
-        if options.word_timestamps and self.first_window is None:
-            self.first_window = batch[0]
-        transcripts = self.engine.transcribe(batch, options)
-        return [self._cut(t) for t in transcripts] if options.word_timestamps else transcripts
+    def altered(self, transcripts: list[Transcript], first: bool) -> list[Transcript]:
+        return [self._cut(t) for t in transcripts]
 
     def _cut(self, transcript: Transcript) -> Transcript:
         kept = []
@@ -435,24 +452,12 @@ def test_a_clip_decoded_in_one_pass_also_gets_the_speech_after_its_last_segment(
     assert text.split()[-4:] == seeking.split()[-4:], (text, seeking)
 
 
-class RepeatingEngine(CountingEngine):
+class RepeatingEngine(PackedAlteringEngine):
     """The real engine, whose first packed window says its first two words twice (" the
     gut-end the gut-end"), a loop too short for the gzip check, the window otherwise intact."""
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self.calls: list[bool] = []  # word_timestamps of each call: True for packed windows
-        self.first_window: np.ndarray | None = None
-
-    def transcribe(
-        self, batch: Sequence[np.ndarray], options: TranscribeOptions, on_progress: ProgressCallback | None = None
-    ) -> list[Transcript]:
-        self.calls.append(options.word_timestamps)
-        transcripts = self.engine.transcribe(batch, options)
-        if not options.word_timestamps or self.first_window is not None:
-            return transcripts
-        self.first_window = batch[0]
-        return [self._repeated(transcripts[0]), *transcripts[1:]]
+    def altered(self, transcripts: list[Transcript], first: bool) -> list[Transcript]:
+        return [self._repeated(transcripts[0]), *transcripts[1:]] if first else transcripts
 
     @staticmethod
     def _repeated(transcript: Transcript) -> Transcript:
